@@ -1,0 +1,172 @@
+/**
+ * Server configuration. One table describes every setting (its config-file key, flag, environment
+ * variable, type, default and meaning); the CLI flags, the environment reader, the file reader and
+ * docs/configuration.md all come from it. Precedence: flags, then environment, then file, then defaults.
+ */
+import { readFileSync } from 'node:fs';
+import { extname } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+
+export interface Config {
+  host: string;
+  port: number;
+  ws_path: string;
+  api_keys: string[];
+  heartbeat: number;
+  max_message_size: number;
+  max_connections: number;
+  max_queue_bytes: number;
+  shutdown_timeout: number;
+  log_level: LogLevel;
+}
+
+type Kind = 'string' | 'port' | 'int' | 'bytes' | 'duration' | 'list' | 'level';
+
+export interface Setting {
+  key: keyof Config;
+  flag: string;
+  /** Placeholder shown in --help. */
+  arg: string;
+  env: string;
+  kind: Kind;
+  default: Config[keyof Config];
+  description: string;
+}
+
+export const settings: Setting[] = [
+  { key: 'host', flag: '--host', arg: '<address>', env: 'HUBBUB_HOST', kind: 'string', default: '0.0.0.0', description: 'Address to listen on for HTTP and WebSocket.' },
+  { key: 'port', flag: '--port', arg: '<port>', env: 'HUBBUB_PORT', kind: 'port', default: 8080, description: 'TCP port for HTTP and WebSocket (0 picks a free port).' },
+  { key: 'ws_path', flag: '--ws-path', arg: '<path>', env: 'HUBBUB_WS_PATH', kind: 'string', default: '/ws', description: 'URL path of the WebSocket endpoint.' },
+  { key: 'api_keys', flag: '--api-key', arg: '<key>', env: 'HUBBUB_API_KEY', kind: 'list', default: [], description: 'Key(s) for the HTTP server API; repeat the flag or separate with commas. With none, the API answers loopback requests only.' },
+  { key: 'heartbeat', flag: '--heartbeat', arg: '<ms>', env: 'HUBBUB_HEARTBEAT', kind: 'duration', default: 25000, description: 'Heartbeat period: the server pings each client this often and closes one silent for about two periods.' },
+  { key: 'max_message_size', flag: '--max-message-size', arg: '<bytes>', env: 'HUBBUB_MAX_MESSAGE_SIZE', kind: 'bytes', default: 1048576, description: 'Largest frame a client may send (and largest HTTP API body); a larger frame closes the connection with 1009.' },
+  { key: 'max_connections', flag: '--max-connections', arg: '<n>', env: 'HUBBUB_MAX_CONNECTIONS', kind: 'int', default: 0, description: 'Most concurrent WebSocket connections; further upgrades get HTTP 503. 0 means no limit but the operating system’s.' },
+  { key: 'max_queue_bytes', flag: '--max-queue-bytes', arg: '<bytes>', env: 'HUBBUB_MAX_QUEUE_BYTES', kind: 'bytes', default: 8388608, description: 'Most bytes waiting to be written to one client; a client that would go above it is closed as a slow consumer (4001).' },
+  { key: 'shutdown_timeout', flag: '--shutdown-timeout', arg: '<ms>', env: 'HUBBUB_SHUTDOWN_TIMEOUT', kind: 'duration', default: 5000, description: 'On SIGINT/SIGTERM, how long clients get to close before they are dropped.' },
+  { key: 'log_level', flag: '--log-level', arg: '<level>', env: 'HUBBUB_LOG_LEVEL', kind: 'level', default: 'info', description: 'One of trace, debug, info, warn, error, fatal, silent.' },
+];
+
+export const defaults: Config = Object.fromEntries(settings.map((s) => [s.key, s.default])) as unknown as Config;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const LEVELS: LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const BYTE_UNITS: Record<string, number> = { b: 1, kb: 1000, mb: 1e6, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
+
+/** A duration in ms: a number, or a string such as "250ms", "25s", "10m", "1h". */
+export function parseDuration(value: unknown, what = 'duration'): number {
+  return parseUnits(value, DURATION_UNITS, 'ms', what);
+}
+
+/** A size in bytes: a number, or a string such as "64KiB", "1MiB", "8mb". */
+export function parseBytes(value: unknown, what = 'size'): number {
+  return parseUnits(value, BYTE_UNITS, 'b', what);
+}
+
+function parseUnits(value: unknown, units: Record<string, number>, base: string, what: string): number {
+  if (typeof value === 'number' && Number.isInteger(value) && value >= 0) return value;
+  if (typeof value === 'string') {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(value);
+    const unit = m ? (m[2] || base).toLowerCase() : '';
+    if (m && units[unit] !== undefined) return Math.round(Number(m[1]) * units[unit]!);
+  }
+  throw new ConfigError(`${what}: expected a non-negative number or a string like ${Object.keys(units).map((u) => `"10${u}"`).slice(0, 3).join(', ')}, got ${JSON.stringify(value)}`);
+}
+
+function coerce(setting: Setting, value: unknown, source: string): Config[keyof Config] {
+  const what = `${setting.key} (${source})`;
+  switch (setting.kind) {
+    case 'string':
+      if (typeof value !== 'string' || value === '') throw new ConfigError(`${what}: expected a non-empty string`);
+      return value;
+    case 'port': {
+      const n = typeof value === 'string' ? Number(value) : value;
+      if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 65535) throw new ConfigError(`${what}: expected a port number 0-65535, got ${JSON.stringify(value)}`);
+      return n;
+    }
+    case 'int': {
+      const n = typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : value;
+      if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) throw new ConfigError(`${what}: expected a non-negative integer, got ${JSON.stringify(value)}`);
+      return n;
+    }
+    case 'bytes':
+      return parseBytes(value, what);
+    case 'duration':
+      return parseDuration(value, what);
+    case 'list': {
+      const items = Array.isArray(value) ? value : [value];
+      const out: string[] = [];
+      for (const item of items) {
+        if (typeof item !== 'string') throw new ConfigError(`${what}: expected strings`);
+        out.push(...item.split(',').map((s) => s.trim()).filter(Boolean));
+      }
+      return out;
+    }
+    case 'level':
+      if (!LEVELS.includes(value as LogLevel)) throw new ConfigError(`${what}: expected one of ${LEVELS.join(', ')}, got ${JSON.stringify(value)}`);
+      return value as LogLevel;
+  }
+}
+
+/** Read a JSON or YAML config file into a partial config (unknown keys are an error: they are usually typos). */
+export function readConfigFile(path: string): Partial<Config> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = ['.yaml', '.yml'].includes(extname(path).toLowerCase()) ? parseYaml(text) : JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`config file ${path} is not valid ${extname(path) === '.json' ? 'JSON' : 'YAML'}: ${(err as Error).message}`);
+  }
+  if (raw === null || raw === undefined) return {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`config file ${path} must hold an object`);
+  const out: Partial<Config> = {};
+  for (const [key, value] of Object.entries(raw)) {
+    const setting = settings.find((s) => s.key === key);
+    if (!setting) throw new ConfigError(`config file ${path}: unknown key "${key}" (see docs/configuration.md)`);
+    (out as Record<string, unknown>)[key] = coerce(setting, value, path);
+  }
+  return out;
+}
+
+/** Settings present in the environment. */
+export function readEnv(env: NodeJS.ProcessEnv): Partial<Config> {
+  const out: Partial<Config> = {};
+  for (const s of settings) {
+    const v = env[s.env];
+    if (v !== undefined && v !== '') (out as Record<string, unknown>)[s.key] = coerce(s, v, s.env);
+  }
+  return out;
+}
+
+/** Settings given as flags (values as parsed by the CLI, keyed by config key). */
+export function readFlags(flags: Partial<Record<keyof Config, unknown>>): Partial<Config> {
+  const out: Partial<Config> = {};
+  for (const s of settings) {
+    const v = flags[s.key];
+    if (v !== undefined) (out as Record<string, unknown>)[s.key] = coerce(s, v, s.flag);
+  }
+  return out;
+}
+
+/** Merge the layers: flags over environment over file over defaults. */
+export function loadConfig(opts: { flags?: Partial<Record<keyof Config, unknown>>; env?: NodeJS.ProcessEnv; file?: string }): Config {
+  const fromFile = opts.file ? readConfigFile(opts.file) : {};
+  const fromEnv = readEnv(opts.env ?? {});
+  const fromFlags = readFlags(opts.flags ?? {});
+  const config = { ...defaults, ...fromFile, ...fromEnv, ...fromFlags };
+  if (!config.ws_path.startsWith('/')) throw new ConfigError(`ws_path must start with /, got ${JSON.stringify(config.ws_path)}`);
+  if (config.heartbeat < 100) throw new ConfigError(`heartbeat must be at least 100 ms, got ${config.heartbeat}`);
+  if (config.max_message_size < 256) throw new ConfigError(`max_message_size must be at least 256 bytes`);
+  if (config.max_queue_bytes < config.max_message_size) throw new ConfigError('max_queue_bytes must be at least max_message_size');
+  return config;
+}

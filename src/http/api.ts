@@ -1,0 +1,163 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { Hub } from '../hub/hub.js';
+import { channelNameError } from '../protocol/channel.js';
+import { CloseCode, ErrorCode, HubbubError, httpStatusOf } from '../protocol/errors.js';
+import { DEFAULT_KIND, type DirectTarget, type Json } from '../protocol/frames.js';
+import { fieldsError } from '../protocol/json-codec.js';
+import { isLoopback, readJsonBody, sendError, sendJson } from './util.js';
+
+export interface ApiOptions {
+  hub: Hub;
+  logger: Logger;
+  apiKeys: string[];
+  maxBodyBytes: number;
+  version: string;
+}
+
+const SERVER: { server: true } = { server: true };
+
+type Handler = (req: IncomingMessage, body: Record<string, unknown>) => Promise<object> | object;
+
+/**
+ * The HTTP server API under /api: what an application backend uses to publish, message users and
+ * inspect the server. Every route needs an API key (or, with none configured, a loopback caller).
+ */
+export class Api {
+  private readonly keyDigests: Buffer[];
+  private readonly routes: Record<string, Handler>;
+
+  constructor(private readonly options: ApiOptions) {
+    // Compare fixed-length digests so that neither the content nor the length of a key leaks through timing.
+    this.keyDigests = options.apiKeys.map(digest);
+    const hub = options.hub;
+    this.routes = {
+      'POST /api/publish': async (_req, body) => {
+        check('publish', body);
+        const problem = channelNameError(body.channel);
+        if (problem) throw new HubbubError(ErrorCode.InvalidChannel, problem);
+        const n = await hub.publish(body.channel as string, body.data as Json, kindOf(body), SERVER);
+        return n === undefined ? {} : { delivered: n };
+      },
+      'POST /api/broadcast': async (_req, body) => {
+        check('broadcast', body);
+        return { delivered: (await hub.broadcast(body.data as Json, kindOf(body), SERVER)) ?? 0 };
+      },
+      'POST /api/send': async (_req, body) => {
+        check('send', body);
+        return { delivered: (await hub.send(body.to as DirectTarget, body.data as Json, kindOf(body), SERVER)) ?? 0 };
+      },
+      'POST /api/disconnect': async (_req, body) => {
+        const target = disconnectTarget(body);
+        if (body.reconnect !== undefined && typeof body.reconnect !== 'boolean') throw new HubbubError(ErrorCode.BadRequest, 'reconnect must be a boolean');
+        if (body.reason !== undefined && (typeof body.reason !== 'string' || Buffer.byteLength(body.reason) > 120)) {
+          throw new HubbubError(ErrorCode.BadRequest, 'reason must be a string of at most 120 bytes');
+        }
+        const code = body.reconnect === true ? CloseCode.ForceReconnect : CloseCode.ForceDisconnect;
+        const reason = (body.reason as string | undefined) ?? 'disconnected by the server';
+        return { disconnected: (await hub.disconnect(target, code, reason)) ?? 0 };
+      },
+      'GET /api/clients': () => {
+        const clients = hub.clientList();
+        return { count: clients.length, clients };
+      },
+      'GET /api/stats': () => {
+        const mem = process.memoryUsage();
+        return {
+          ...hub.stats(),
+          uptime: Math.round((Date.now() - hub.startedAt) / 1000),
+          rss: mem.rss,
+          heap_used: mem.heapUsed,
+          version: options.version,
+        };
+      },
+      'GET /api/channels': () => hub.channelCounts(),
+    };
+  }
+
+  /** Handle a request under /api. */
+  async handle(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    try {
+      this.authorize(req);
+      const method = req.method ?? 'GET';
+      let handler = this.routes[`${method} ${path}`];
+      if (!handler && path.startsWith('/api/channels/') && path.endsWith('/presence')) {
+        if (method !== 'GET') throw new HubbubError(ErrorCode.BadRequest, `${method} is not allowed here; use GET`);
+        handler = () => this.presence(path);
+      }
+      if (!handler) {
+        const other = Object.keys(this.routes).find((r) => r.endsWith(` ${path}`));
+        if (other) throw new MethodNotAllowed(other.split(' ')[0]!);
+        throw new HubbubError(ErrorCode.NotFound, `no API endpoint ${method} ${path}`);
+      }
+      const body = method === 'POST' ? await readJsonBody(req, this.options.maxBodyBytes) : {};
+      sendJson(res, 200, await handler(req, body));
+    } catch (err) {
+      if (err instanceof MethodNotAllowed) {
+        res.setHeader('Allow', err.allow);
+        sendError(res, 405, ErrorCode.BadRequest, `${req.method} is not allowed here; use ${err.allow}`);
+      } else if (err instanceof HubbubError) {
+        if (err.code === ErrorCode.Unauthorized) res.setHeader('WWW-Authenticate', 'Bearer realm="hubbub"');
+        if (err.code === ErrorCode.TooLarge) res.setHeader('Connection', 'close'); // do not read the rest of a huge body
+        sendError(res, httpStatusOf[err.code], err.code, err.message);
+      } else {
+        this.options.logger.error({ err, path }, 'API request failed');
+        sendError(res, 500, ErrorCode.Internal, 'internal error');
+      }
+    }
+  }
+
+  private authorize(req: IncomingMessage): void {
+    if (this.keyDigests.length === 0) {
+      if (isLoopback(req.socket.remoteAddress)) return;
+      throw new HubbubError(ErrorCode.Forbidden, 'no API key is configured, so the API only answers requests from loopback');
+    }
+    const header = req.headers.authorization ?? '';
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (!m) throw new HubbubError(ErrorCode.Unauthorized, 'missing API key: send Authorization: Bearer <key>');
+    const given = digest(m[1]!);
+    let ok = false;
+    for (const key of this.keyDigests) ok = timingSafeEqual(key, given) || ok; // no early exit: same work for every key
+    if (!ok) throw new HubbubError(ErrorCode.Unauthorized, 'wrong API key');
+  }
+
+  private presence(path: string): object {
+    const raw = path.slice('/api/channels/'.length, -'/presence'.length);
+    let channel: string;
+    try {
+      channel = decodeURIComponent(raw);
+    } catch {
+      throw new HubbubError(ErrorCode.InvalidChannel, 'channel is not valid percent-encoding');
+    }
+    const problem = channelNameError(channel);
+    if (problem) throw new HubbubError(ErrorCode.InvalidChannel, problem);
+    return { channel, clients: this.options.hub.presence(channel) };
+  }
+}
+
+class MethodNotAllowed extends Error {
+  constructor(readonly allow: string) {
+    super('method not allowed');
+  }
+}
+
+function digest(key: string): Buffer {
+  return createHash('sha256').update(key).digest();
+}
+
+function check(type: 'publish' | 'broadcast' | 'send', body: Record<string, unknown>): void {
+  const problem = fieldsError(type, body);
+  if (problem) throw new HubbubError(ErrorCode.BadRequest, problem);
+}
+
+function kindOf(body: Record<string, unknown>): string {
+  return (body.kind as string | undefined) ?? DEFAULT_KIND;
+}
+
+function disconnectTarget(body: Record<string, unknown>): DirectTarget {
+  const hasClient = typeof body.client === 'string';
+  const hasUser = typeof body.user === 'string';
+  if (hasClient === hasUser) throw new HubbubError(ErrorCode.BadRequest, 'name exactly one of client or user, as a string');
+  return hasClient ? { client: body.client as string } : { user: body.user as string };
+}

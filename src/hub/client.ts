@@ -1,0 +1,55 @@
+import type { ClientInfo, ClientListEntry } from '../protocol/frames.js';
+import type { Transport } from '../transport/transport.js';
+
+export interface Subscription {
+  readonly pattern: string;
+  /** Receives join/leave events of the channel (exact channels only). */
+  presence: boolean;
+}
+
+/** One connected client: identity, subscriptions and the transport it is reached through. */
+export class Client {
+  /** Patterns this client subscribes to. */
+  readonly subs = new Map<string, Subscription>();
+  readonly connectedAt = Date.now();
+  /** Set whenever anything arrives from the peer (a frame or a pong); the heartbeat sweep clears it. */
+  seen = true;
+  /** Heartbeat sweeps in a row that found the peer silent. */
+  silentSweeps = 0;
+  /** Whether `hello` has been received. */
+  identified = false;
+  user: string | undefined;
+  name: string | undefined;
+  version: string | undefined;
+  /** Sequence number of the last publication delivered, so that overlapping patterns deliver one copy. */
+  lastPublication = 0;
+  private infoCache: ClientInfo | undefined;
+
+  constructor(
+    readonly id: string,
+    readonly transport: Transport,
+  ) {}
+
+  identify(fields: { user?: string; name?: string; version?: string }): void {
+    this.identified = true;
+    this.user = fields.user;
+    this.name = fields.name;
+    this.version = fields.version;
+    this.infoCache = undefined;
+  }
+
+  /** How this client is shown to others. */
+  info(): ClientInfo {
+    if (!this.infoCache) {
+      const info: ClientInfo = { client: this.id };
+      if (this.user !== undefined) info.user = this.user;
+      if (this.name !== undefined) info.name = this.name;
+      this.infoCache = info;
+    }
+    return this.infoCache;
+  }
+
+  listEntry(): ClientListEntry {
+    return { ...this.info(), connected_at: this.connectedAt };
+  }
+}

@@ -1,0 +1,126 @@
+import type { Duplex } from 'node:stream';
+import { WebSocket } from 'ws';
+import { CloseCode } from '../protocol/errors.js';
+import type { Outgoing } from './outgoing.js';
+import type { Transport, TransportHandler } from './transport.js';
+
+/** How long a slow consumer gets to read its close frame before the socket is dropped. */
+const SLOW_CONSUMER_GRACE_MS = 1000;
+
+export interface WsTransportOptions {
+  /** Close the connection when queued plus socket-buffered bytes would exceed this. */
+  maxQueueBytes: number;
+}
+
+// Write coalescing: frames queued for a connection during one turn of the event loop leave in a
+// single socket write at the check phase (setImmediate). A fan-out of many publications to many
+// subscribers then costs one write per subscriber per turn instead of one per frame.
+const dirty: WsTransport[] = [];
+let flushScheduled = false;
+
+function flushAll(): void {
+  flushScheduled = false;
+  // A flush never queues more frames, so the list cannot grow while we walk it.
+  for (let i = 0; i < dirty.length; i++) dirty[i]!.flush();
+  dirty.length = 0;
+}
+
+/**
+ * A WebSocket connection served by `ws`, which parses incoming frames and runs the close handshake.
+ * Outgoing data frames bypass `ws.send`: they are framed once per publication (see Outgoing) and
+ * written straight to the upgraded socket, whole frames only, so they interleave safely with the
+ * control frames (ping, pong, close) that `ws` writes itself.
+ */
+export class WsTransport implements Transport {
+  private queue: Buffer[] = [];
+  private queuedBytes = 0;
+  private closing = false;
+  private handler: TransportHandler | undefined;
+
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly socket: Duplex,
+    readonly remoteAddress: string,
+    private readonly options: WsTransportOptions,
+  ) {
+    ws.on('message', (data, isBinary) => this.handler?.onMessage(data as Buffer, isBinary));
+    ws.on('pong', () => this.handler?.onPong());
+    ws.on('close', (code, reason) => {
+      this.closing = true;
+      this.queue.length = 0;
+      this.queuedBytes = 0;
+      this.handler?.onClose(code, reason.toString());
+    });
+    // Protocol errors (oversize frame: 1009, invalid UTF-8: 1007, bad framing: 1002) are answered by
+    // `ws` with the right close code and followed by 'close'; nothing else to do here.
+    ws.on('error', () => {});
+  }
+
+  attach(handler: TransportHandler): void {
+    this.handler = handler;
+  }
+
+  get open(): boolean {
+    return !this.closing;
+  }
+
+  get bufferedAmount(): number {
+    return this.queuedBytes + this.socket.writableLength;
+  }
+
+  send(frame: Outgoing): boolean {
+    if (this.closing) return false;
+    const wire = frame.ws();
+    if (this.queuedBytes + this.socket.writableLength + wire.length > this.options.maxQueueBytes) {
+      this.closeSlowConsumer();
+      return false;
+    }
+    if (this.queue.length === 0) {
+      dirty.push(this);
+      if (!flushScheduled) {
+        flushScheduled = true;
+        setImmediate(flushAll);
+      }
+    }
+    this.queue.push(wire);
+    this.queuedBytes += wire.length;
+    return true;
+  }
+
+  /** Write everything queued in one socket write. */
+  flush(): void {
+    const q = this.queue;
+    if (q.length === 0) return;
+    const data = q.length === 1 ? q[0]! : Buffer.concat(q, this.queuedBytes);
+    q.length = 0;
+    this.queuedBytes = 0;
+    if (!this.socket.destroyed) this.socket.write(data);
+  }
+
+  close(code: number, reason: string): void {
+    if (this.closing) return;
+    this.flush(); // data queued before the close must reach the peer before the close frame
+    this.closing = true;
+    this.ws.close(code, reason);
+  }
+
+  terminate(): void {
+    this.closing = true;
+    this.queue.length = 0;
+    this.queuedBytes = 0;
+    this.ws.terminate();
+  }
+
+  ping(): void {
+    if (!this.closing && this.ws.readyState === WebSocket.OPEN) this.ws.ping();
+  }
+
+  private closeSlowConsumer(): void {
+    // Drop the backlog: the peer cannot read it in time anyway, and it bounds our memory.
+    this.closing = true;
+    this.queue.length = 0;
+    this.queuedBytes = 0;
+    this.ws.close(CloseCode.SlowConsumer, 'slow consumer');
+    setTimeout(() => this.ws.terminate(), SLOW_CONSUMER_GRACE_MS).unref();
+  }
+}
