@@ -122,10 +122,11 @@ export function readConfigFile(path: string): Partial<Config> {
     throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
   }
   let raw: unknown;
+  const isYaml = ['.yaml', '.yml'].includes(extname(path).toLowerCase());
   try {
-    raw = ['.yaml', '.yml'].includes(extname(path).toLowerCase()) ? parseYaml(text) : JSON.parse(text);
+    raw = isYaml ? parseYaml(text) : JSON.parse(text);
   } catch (err) {
-    throw new ConfigError(`config file ${path} is not valid ${extname(path) === '.json' ? 'JSON' : 'YAML'}: ${(err as Error).message}`);
+    throw new ConfigError(`config file ${path} is not valid ${isYaml ? 'YAML' : 'JSON'}: ${(err as Error).message}`);
   }
   if (raw === null || raw === undefined) return {};
   if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`config file ${path} must hold an object`);
@@ -165,8 +166,9 @@ export function loadConfig(opts: { flags?: Partial<Record<keyof Config, unknown>
   const fromFlags = readFlags(opts.flags ?? {});
   const config = { ...defaults, ...fromFile, ...fromEnv, ...fromFlags };
   if (!config.ws_path.startsWith('/')) throw new ConfigError(`ws_path must start with /, got ${JSON.stringify(config.ws_path)}`);
-  if (config.heartbeat < 100) throw new ConfigError(`heartbeat must be at least 100 ms, got ${config.heartbeat}`);
+  if (config.heartbeat < 100 || config.heartbeat > 3_600_000) throw new ConfigError(`heartbeat must be between 100 ms and 1 h, got ${config.heartbeat}`);
   if (config.max_message_size < 256) throw new ConfigError(`max_message_size must be at least 256 bytes`);
-  if (config.max_queue_bytes < config.max_message_size) throw new ConfigError('max_queue_bytes must be at least max_message_size');
+  // A delivered message is its payload plus an envelope, so one full-size message must fit with room to spare.
+  if (config.max_queue_bytes < 2 * config.max_message_size) throw new ConfigError('max_queue_bytes must be at least twice max_message_size');
   return config;
 }

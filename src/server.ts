@@ -42,7 +42,8 @@ export class HubbubServer {
     this.logger = options.logger ?? createLogger(this.config.log_level);
     this.hub = new Hub({ broker: options.broker ?? new MemoryBroker(), logger: this.logger, heartbeatMs: this.config.heartbeat });
     this.api = new Api({ hub: this.hub, logger: this.logger, apiKeys: this.config.api_keys, maxBodyBytes: this.config.max_message_size, version: VERSION });
-    this.testPage = readFileSync(new URL('../public/index.html', import.meta.url));
+    const page = readFileSync(new URL('../public/index.html', import.meta.url), 'utf8');
+    this.testPage = Buffer.from(page.replace('<meta name="hubbub-ws-path" content="/ws">', `<meta name="hubbub-ws-path" content="${escapeAttr(this.config.ws_path)}">`));
     this.http = createServer((req, res) => this.onRequest(req, res));
     this.wss = attachWebSocket(this.http, {
       path: this.config.ws_path,
@@ -74,7 +75,7 @@ export class HubbubServer {
     });
     const address = this.address;
     this.logger.info(
-      { host: address.address, port: address.port, ws_path: this.config.ws_path, broker: 'memory', version: VERSION },
+      { host: address.address, port: address.port, ws_path: this.config.ws_path, broker: this.hub.brokerName, version: VERSION },
       `hubbub listening on http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port} (WebSocket at ${this.config.ws_path})`,
     );
     if (this.config.api_keys.length === 0) {
@@ -136,4 +137,8 @@ export class HubbubServer {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+function escapeAttr(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
 }

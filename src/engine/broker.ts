@@ -11,6 +11,9 @@ export type BrokerMessage =
   | { type: 'join' | 'leave'; channel: string; client: ClientInfo }
   | { type: 'disconnect'; target: DirectTarget; code: number; reason: string };
 
+/** How many connections a message reached, when known. */
+export type Delivered = number | undefined;
+
 /** Delivers one message to this node's connections and says to how many. */
 export type Deliver = (message: BrokerMessage) => number;
 
@@ -25,10 +28,10 @@ export interface Broker {
   /** Start receiving: every message published by any node is passed to `deliver`. */
   start(deliver: Deliver): Promise<void>;
   /**
-   * Send a message to every node. Resolves with the number of deliveries when the engine knows it
-   * (the in-memory engine always does; a clustered engine may not), and rejects when the message
-   * could not be handed over.
+   * Send a message to every node. Gives the number of deliveries when the engine knows it (the
+   * in-memory engine always does, synchronously; a clustered engine may not), and throws or rejects
+   * when the message could not be handed over.
    */
-  publish(message: BrokerMessage): Promise<number | undefined>;
+  publish(message: BrokerMessage): Delivered | Promise<Delivered>;
   close(): Promise<void>;
 }

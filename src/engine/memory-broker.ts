@@ -1,6 +1,9 @@
-import type { Broker, BrokerMessage, Deliver } from './broker.js';
+import type { Broker, BrokerMessage, Deliver, Delivered } from './broker.js';
 
-/** The single-node broker: a publication is delivered synchronously, in the caller's turn. */
+/**
+ * The single-node broker: a message is delivered synchronously, in the caller's turn, so replies
+ * to a connection's requests leave in the order the requests came.
+ */
 export class MemoryBroker implements Broker {
   readonly name = 'memory';
   private deliver: Deliver | undefined;
@@ -9,13 +12,9 @@ export class MemoryBroker implements Broker {
     this.deliver = deliver;
   }
 
-  publish(message: BrokerMessage): Promise<number | undefined> {
-    if (!this.deliver) return Promise.reject(new Error('broker not started'));
-    try {
-      return Promise.resolve(this.deliver(message));
-    } catch (err) {
-      return Promise.reject(err);
-    }
+  publish(message: BrokerMessage): Delivered {
+    if (!this.deliver) throw new Error('broker not started');
+    return this.deliver(message);
   }
 
   async close(): Promise<void> {

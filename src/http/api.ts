@@ -83,7 +83,7 @@ export class Api {
       const method = req.method ?? 'GET';
       let handler = this.routes[`${method} ${path}`];
       if (!handler && path.startsWith('/api/channels/') && path.endsWith('/presence')) {
-        if (method !== 'GET') throw new HubbubError(ErrorCode.BadRequest, `${method} is not allowed here; use GET`);
+        if (method !== 'GET') throw new MethodNotAllowed('GET');
         handler = () => this.presence(path);
       }
       if (!handler) {
@@ -156,8 +156,10 @@ function kindOf(body: Record<string, unknown>): string {
 }
 
 function disconnectTarget(body: Record<string, unknown>): DirectTarget {
-  const hasClient = typeof body.client === 'string';
-  const hasUser = typeof body.user === 'string';
-  if (hasClient === hasUser) throw new HubbubError(ErrorCode.BadRequest, 'name exactly one of client or user, as a string');
+  const hasClient = body.client !== undefined;
+  const hasUser = body.user !== undefined;
+  if (hasClient === hasUser || typeof (hasClient ? body.client : body.user) !== 'string') {
+    throw new HubbubError(ErrorCode.BadRequest, 'name exactly one of client or user, as a string');
+  }
   return hasClient ? { client: body.client as string } : { user: body.user as string };
 }

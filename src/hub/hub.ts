@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Broker, BrokerMessage } from '../engine/broker.js';
+import type { Broker, BrokerMessage, Delivered } from '../engine/broker.js';
 import { CloseCode } from '../protocol/errors.js';
 import type { ClientInfo, ClientListEntry, DirectTarget, Json, Sender } from '../protocol/frames.js';
 import { isWildcard } from '../protocol/channel.js';
@@ -17,7 +17,9 @@ export interface HubOptions {
 
 export interface HubStats {
   connections: number;
+  /** Exact channel names with subscribers. */
   channels: number;
+  /** Wildcard patterns with subscribers. */
   patterns: number;
   subscriptions: number;
   users: number;
@@ -56,6 +58,10 @@ export class Hub {
   constructor(private readonly options: HubOptions) {
     this.broker = options.broker;
     this.logger = options.logger;
+  }
+
+  get brokerName(): string {
+    return this.broker.name;
   }
 
   async start(): Promise<void> {
@@ -128,26 +134,30 @@ export class Hub {
   }
 
   private announce(type: 'join' | 'leave', channel: string, client: ClientInfo): void {
-    this.broker.publish({ type, channel, client }).catch((err: unknown) => {
-      this.logger.warn({ err, channel }, `could not announce ${type}`);
-    });
+    const warn = (err: unknown) => this.logger.warn({ err, channel }, `could not announce ${type}`);
+    try {
+      const result = this.broker.publish({ type, channel, client });
+      if (result instanceof Promise) result.catch(warn);
+    } catch (err) {
+      warn(err);
+    }
   }
 
   // ---- operations (from clients and from the HTTP API) ----------------------------------------
 
-  publish(channel: string, data: Json, kind: string, from: Sender): Promise<number | undefined> {
+  publish(channel: string, data: Json, kind: string, from: Sender): Delivered | Promise<Delivered> {
     return this.broker.publish({ type: 'publication', channel, data, kind, from, ts: Date.now() });
   }
 
-  broadcast(data: Json, kind: string, from: Sender): Promise<number | undefined> {
+  broadcast(data: Json, kind: string, from: Sender): Delivered | Promise<Delivered> {
     return this.broker.publish({ type: 'broadcast', data, kind, from, ts: Date.now() });
   }
 
-  send(to: DirectTarget, data: Json, kind: string, from: Sender): Promise<number | undefined> {
+  send(to: DirectTarget, data: Json, kind: string, from: Sender): Delivered | Promise<Delivered> {
     return this.broker.publish({ type: 'direct', to, data, kind, from, ts: Date.now() });
   }
 
-  disconnect(target: DirectTarget, code: number, reason: string): Promise<number | undefined> {
+  disconnect(target: DirectTarget, code: number, reason: string): Delivered | Promise<Delivered> {
     return this.broker.publish({ type: 'disconnect', target, code, reason });
   }
 
@@ -174,11 +184,11 @@ export class Hub {
   }
 
   stats(): HubStats {
-    const { channels } = this.channelCounts();
+    const { channels, patterns } = this.channelCounts();
     return {
       connections: this.clients.size,
       channels: Object.keys(channels).length,
-      patterns: this.trie.patternCount,
+      patterns: Object.keys(patterns).length,
       subscriptions: this.trie.subscriptionCount,
       users: this.users.size,
       ...this.counters,

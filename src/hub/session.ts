@@ -9,6 +9,7 @@ import { Outgoing } from '../transport/outgoing.js';
 import type { Transport } from '../transport/transport.js';
 import { Client } from './client.js';
 import type { Hub } from './hub.js';
+import type { Delivered } from '../engine/broker.js';
 
 export interface SessionOptions {
   hub: Hub;
@@ -116,12 +117,12 @@ export class Session {
       }
       case 'publish': {
         checkChannel(channelNameError(frame.channel), 'publish');
-        return hub.publish(frame.channel, frame.data, frame.kind ?? DEFAULT_KIND, client.info()).then(() => ({}));
+        return settle(hub.publish(frame.channel, frame.data, frame.kind ?? DEFAULT_KIND, client.info()), () => ({}));
       }
       case 'send':
-        return hub.send(frame.to, frame.data, frame.kind ?? DEFAULT_KIND, client.info()).then((n) => ({ delivered: n ?? 0 }));
+        return settle(hub.send(frame.to, frame.data, frame.kind ?? DEFAULT_KIND, client.info()), delivered);
       case 'broadcast':
-        return hub.broadcast(frame.data, frame.kind ?? DEFAULT_KIND, client.info()).then((n) => ({ delivered: n ?? 0 }));
+        return settle(hub.broadcast(frame.data, frame.kind ?? DEFAULT_KIND, client.info()), delivered);
       case 'presence': {
         checkChannel(channelNameError(frame.channel), 'presence');
         return { channel: frame.channel, clients: hub.presence(frame.channel) } satisfies ReplyData['presence'];
@@ -155,6 +156,13 @@ export class Session {
     }
   }
 }
+
+/** Map a broker result to reply data, staying synchronous when the broker was (replies then keep request order). */
+function settle<T>(result: Delivered | Promise<Delivered>, map: (n: Delivered) => T): T | Promise<T> {
+  return result instanceof Promise ? result.then(map) : map(result);
+}
+
+const delivered = (n: Delivered) => ({ delivered: n ?? 0 });
 
 function checkChannel(problem: string | undefined, type: string): void {
   if (problem) throw new HubbubError(ErrorCode.InvalidChannel, `${type}: ${problem}`);

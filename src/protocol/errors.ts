@@ -13,7 +13,7 @@ export const ErrorCode = {
   UnknownType: 'unknown_type',
   /** A channel name or pattern breaks the naming rules (or a pattern was given where a name is needed). */
   InvalidChannel: 'invalid_channel',
-  /** The thing named does not exist (a subscription to remove, an HTTP route, a client). */
+  /** The thing named does not exist: a subscription to remove, an HTTP route. (Messages to absent clients or users are not errors: they report `delivered: 0`.) */
   NotFound: 'not_found',
   /** The client is identified but not allowed to do this. */
   Forbidden: 'forbidden',
@@ -77,7 +77,7 @@ export const CloseCode = {
   InternalError: 1011,
   /** The client did not answer WebSocket pings for about two heartbeat periods. */
   HeartbeatTimeout: 4000,
-  /** The client read too slowly: its outgoing queue stayed above `max_queue_bytes`. */
+  /** The client read too slowly: its pending bytes stayed above `max_queue_bytes` for a second, or reached twice it. */
   SlowConsumer: 4001,
   /** Disconnected through the server API with `reconnect: true`. */
   ForceReconnect: 4002,

@@ -31,9 +31,10 @@ const kind = (f: Fields): string | undefined => optStr(f, 'kind', MAX_KIND_LENGT
 function target(f: Fields): string | undefined {
   const to = f.to as Fields | undefined;
   if (typeof to !== 'object' || to === null || Array.isArray(to)) return 'to must be {"client": id} or {"user": id}';
-  const hasClient = isStr(to.client);
-  const hasUser = isStr(to.user);
-  if (hasClient === hasUser) return 'to must name exactly one of client or user, as a string';
+  const keys = Object.keys(to);
+  if (keys.length !== 1 || (keys[0] !== 'client' && keys[0] !== 'user') || !isStr(to[keys[0]])) {
+    return 'to must name exactly one of client or user, as a string';
+  }
   return undefined;
 }
 

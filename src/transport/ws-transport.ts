@@ -4,11 +4,16 @@ import { CloseCode } from '../protocol/errors.js';
 import type { Outgoing } from './outgoing.js';
 import type { Transport, TransportHandler } from './transport.js';
 
-/** How long a slow consumer gets to read its close frame before the socket is dropped. */
+/**
+ * A connection whose pending bytes go above `maxQueueBytes` gets this long to fall back below it
+ * (bursts are normal: a busy turn of the event loop can queue megabytes for a healthy reader); one
+ * still above it then is closed as a slow consumer. Reaching twice the limit closes it at once.
+ * The same delay is the closed consumer's time to read its close frame before the socket is dropped.
+ */
 const SLOW_CONSUMER_GRACE_MS = 1000;
 
 export interface WsTransportOptions {
-  /** Close the connection when queued plus socket-buffered bytes would exceed this. */
+  /** Bound on queued plus socket-buffered bytes (see SLOW_CONSUMER_GRACE_MS). */
   maxQueueBytes: number;
 }
 
@@ -36,6 +41,7 @@ export class WsTransport implements Transport {
   private queuedBytes = 0;
   private closing = false;
   private handler: TransportHandler | undefined;
+  private overLimit: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly ws: WebSocket,
@@ -47,6 +53,7 @@ export class WsTransport implements Transport {
     ws.on('pong', () => this.handler?.onPong());
     ws.on('close', (code, reason) => {
       this.closing = true;
+      clearTimeout(this.overLimit);
       this.queue.length = 0;
       this.queuedBytes = 0;
       this.handler?.onClose(code, reason.toString());
@@ -71,9 +78,13 @@ export class WsTransport implements Transport {
   send(frame: Outgoing): boolean {
     if (this.closing) return false;
     const wire = frame.ws();
-    if (this.queuedBytes + this.socket.writableLength + wire.length > this.options.maxQueueBytes) {
-      this.closeSlowConsumer();
-      return false;
+    const pending = this.queuedBytes + this.socket.writableLength + wire.length;
+    if (pending > this.options.maxQueueBytes) {
+      if (pending > 2 * this.options.maxQueueBytes) {
+        this.closeSlowConsumer();
+        return false;
+      }
+      this.overLimit ??= setTimeout(() => this.checkBacklog(), SLOW_CONSUMER_GRACE_MS).unref();
     }
     if (this.queue.length === 0) {
       dirty.push(this);
@@ -113,6 +124,11 @@ export class WsTransport implements Transport {
 
   ping(): void {
     if (!this.closing && this.ws.readyState === WebSocket.OPEN) this.ws.ping();
+  }
+
+  private checkBacklog(): void {
+    this.overLimit = undefined;
+    if (!this.closing && this.bufferedAmount > this.options.maxQueueBytes) this.closeSlowConsumer();
   }
 
   private closeSlowConsumer(): void {
