@@ -43,7 +43,7 @@ export const settings: Setting[] = [
   { key: 'heartbeat', flag: '--heartbeat', arg: '<ms>', env: 'HUBBUB_HEARTBEAT', kind: 'duration', default: 25000, description: 'Heartbeat period: the server pings each client this often and closes one silent for about two periods.' },
   { key: 'max_message_size', flag: '--max-message-size', arg: '<bytes>', env: 'HUBBUB_MAX_MESSAGE_SIZE', kind: 'bytes', default: 1048576, description: 'Largest frame a client may send (and largest HTTP API body); a larger frame closes the connection with 1009.' },
   { key: 'max_connections', flag: '--max-connections', arg: '<n>', env: 'HUBBUB_MAX_CONNECTIONS', kind: 'int', default: 0, description: 'Most concurrent WebSocket connections; further upgrades get HTTP 503. 0 means no limit but the operating system’s.' },
-  { key: 'max_queue_bytes', flag: '--max-queue-bytes', arg: '<bytes>', env: 'HUBBUB_MAX_QUEUE_BYTES', kind: 'bytes', default: 8388608, description: 'Most bytes waiting to be written to one client; a client that would go above it is closed as a slow consumer (4001).' },
+  { key: 'max_queue_bytes', flag: '--max-queue-bytes', arg: '<bytes>', env: 'HUBBUB_MAX_QUEUE_BYTES', kind: 'bytes', default: 8388608, description: 'Bound on bytes waiting to be written to one client: a client above it for 1 s, or at twice it, is closed as a slow consumer (4001).' },
   { key: 'shutdown_timeout', flag: '--shutdown-timeout', arg: '<ms>', env: 'HUBBUB_SHUTDOWN_TIMEOUT', kind: 'duration', default: 5000, description: 'On SIGINT/SIGTERM, how long clients get to close before they are dropped.' },
   { key: 'log_level', flag: '--log-level', arg: '<level>', env: 'HUBBUB_LOG_LEVEL', kind: 'level', default: 'info', description: 'One of trace, debug, info, warn, error, fatal, silent.' },
 ];

@@ -43,6 +43,8 @@ export class Hub {
   readonly clients = new Map<string, Client>();
   private readonly users = new Map<string, Set<Client>>();
   private readonly trie = new TopicTrie<Client, Subscription>();
+  /** Per exact channel, the members that asked for join/leave events: kept apart so that a join costs O(watchers), not O(members). */
+  private readonly watchers = new Map<string, Set<Client>>();
   private readonly broker: Broker;
   private readonly logger: Logger;
   private heartbeatTimer: NodeJS.Timeout | undefined;
@@ -110,15 +112,29 @@ export class Hub {
 
   /** Subscribe (or update the presence flag of an existing subscription). Pattern already validated. */
   subscribe(client: Client, pattern: string, presence: boolean): void {
+    const exact = !isWildcard(pattern);
     const existing = client.subs.get(pattern);
     if (existing) {
-      existing.presence = presence && !isWildcard(pattern);
+      this.setWatching(client, pattern, (existing.presence = presence && exact));
       return;
     }
-    const sub: Subscription = { pattern, presence: presence && !isWildcard(pattern) };
+    const sub: Subscription = { pattern, presence: presence && exact };
     client.subs.set(pattern, sub);
     this.trie.add(pattern, client, sub);
-    if (!isWildcard(pattern)) this.announce('join', pattern, client.info());
+    if (exact) {
+      this.setWatching(client, pattern, sub.presence);
+      this.announce('join', pattern, client.info());
+    }
+  }
+
+  private setWatching(client: Client, channel: string, on: boolean): void {
+    let set = this.watchers.get(channel);
+    if (on) {
+      if (!set) this.watchers.set(channel, (set = new Set()));
+      set.add(client);
+    } else if (set?.delete(client) && set.size === 0) {
+      this.watchers.delete(channel);
+    }
   }
 
   /** Returns false when the client had no subscription to exactly this pattern. */
@@ -130,7 +146,10 @@ export class Hub {
 
   private dropSubscription(client: Client, pattern: string): void {
     this.trie.remove(pattern, client);
-    if (!isWildcard(pattern)) this.announce('leave', pattern, client.info());
+    if (!isWildcard(pattern)) {
+      this.setWatching(client, pattern, false);
+      this.announce('leave', pattern, client.info());
+    }
   }
 
   private announce(type: 'join' | 'leave', channel: string, client: ClientInfo): void {
@@ -282,12 +301,12 @@ export class Hub {
   }
 
   private deliverPresenceEvent(type: 'join' | 'leave', channel: string, subject: ClientInfo): number {
-    const node = this.trie.find(channel);
-    if (!node) return 0;
+    const watchers = this.watchers.get(channel);
+    if (!watchers) return 0;
     let frame: Outgoing | undefined;
     let n = 0;
-    for (const [client, sub] of node.subs) {
-      if (!sub.presence || client.id === subject.client) continue;
+    for (const client of watchers) {
+      if (client.id === subject.client) continue;
       frame ??= new Outgoing(encodePresenceEvent(type, channel, subject));
       if (this.sendTo(client, frame)) n++;
     }

@@ -1,0 +1,718 @@
+/**
+ * Fan-out benchmark: 1 publisher, S subscribers on one channel, Hubbub vs a minimal raw `ws` server
+ * (bench/baseline-ws-server.ts) in the same run.
+ *
+ *   npm run bench:fanout -- [--subscribers 1000] [--messages 1000] [--window 32] [--size 64]
+ *                           [--sample 50] [--warmup 200] [--targets hubbub,ws] [--timeout 300]
+ *                           [--json out.json] [--profile <dir>] [--no-pin]
+ *
+ * Each server runs as a child process pinned to core 0 (`taskset -c 0`); this generator pins itself
+ * to core 1. Both servers are started and loaded with S+1 lean connections each (bench/lib), then
+ * the phases run target after target, so that the two servers are measured close together in time:
+ *
+ *   serial:  one publication in flight: publish, wait until all S subscribers got it, repeat.
+ *   window:  up to W publications outstanding (published but not yet delivered to every subscriber).
+ *
+ * Per phase and server: deliveries/s, server CPU (utime+stime from /proc/<pid>/stat, in clock
+ * ticks) per delivery, generator CPU, and publish→deliver latency from sampled subscribers, which
+ * read the publisher's `performance.now()` out of the message (same process, same clock).
+ * Everything is bounded: per-phase stall detection and an overall timeout; the children are killed
+ * on every exit path.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { availableParallelism, cpus, loadavg } from 'node:os';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { LeanClient } from './lib/lean-client.js';
+
+// ---- options ---------------------------------------------------------------------------------
+
+interface Options {
+  subscribers: number;
+  messages: number;
+  window: number;
+  size: number;
+  sample: number;
+  warmup: number;
+  targets: TargetKind[];
+  timeoutSec: number;
+  json: string | undefined;
+  profile: string | undefined;
+  pin: boolean;
+}
+
+type TargetKind = 'hubbub' | 'ws';
+
+const USAGE = `usage: npm run bench:fanout -- [options]
+  --subscribers N   subscriber connections per server (default 1000)
+  --messages N      publications per phase (default 1000)
+  --window W        publications outstanding in the window phase (default 32)
+  --size B          bytes of the JSON "data" of each publication (default 64)
+  --sample K        subscribers that parse payloads for latency (default 50)
+  --warmup N        unmeasured publications per phase kind before measuring (default 200)
+  --targets LIST    hubbub,ws (default both)
+  --timeout SEC     hard limit for the whole run (default 300)
+  --json FILE       write the results as JSON
+  --profile DIR     run Hubbub with --cpu-prof, writing the profile into DIR
+  --no-pin          do not pin processes to cores`;
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = {
+    subscribers: 1000,
+    messages: 1000,
+    window: 32,
+    size: 64,
+    sample: 50,
+    warmup: 200,
+    targets: ['hubbub', 'ws'],
+    timeoutSec: 300,
+    json: undefined,
+    profile: undefined,
+    pin: true,
+  };
+  const int = (name: string, v: string | undefined, min: number, max: number): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name}: expected an integer in [${min}, ${max}], got ${v}`);
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const v = (): string | undefined => argv[++i];
+    switch (a) {
+      case '--subscribers':
+        o.subscribers = int(a, v(), 1, 100_000);
+        break;
+      case '--messages':
+        o.messages = int(a, v(), 1, 1_000_000);
+        break;
+      case '--window':
+        o.window = int(a, v(), 1, 10_000);
+        break;
+      case '--size':
+        o.size = int(a, v(), 0, 512 * 1024);
+        break;
+      case '--sample':
+        o.sample = int(a, v(), 0, 100_000);
+        break;
+      case '--warmup':
+        o.warmup = int(a, v(), 0, 100_000);
+        break;
+      case '--timeout':
+        o.timeoutSec = int(a, v(), 5, 3600);
+        break;
+      case '--targets': {
+        const list = (v() ?? '').split(',').filter(Boolean);
+        if (list.length === 0 || list.some((t) => t !== 'hubbub' && t !== 'ws')) throw new Error('--targets: a list of hubbub and ws');
+        o.targets = [...new Set(list)] as TargetKind[];
+        break;
+      }
+      case '--json':
+        o.json = v();
+        if (!o.json) throw new Error('--json: a file name is needed');
+        break;
+      case '--profile':
+        o.profile = v();
+        if (!o.profile) throw new Error('--profile: a directory is needed');
+        break;
+      case '--no-pin':
+        o.pin = false;
+        break;
+      case '-h':
+      case '--help':
+        console.log(USAGE);
+        process.exit(0);
+        break;
+      default:
+        throw new Error(`unknown option ${a}\n${USAGE}`);
+    }
+  }
+  o.sample = Math.min(o.sample, o.subscribers);
+  return o;
+}
+
+// ---- processes ---------------------------------------------------------------------------------
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const children = new Set<ChildProcess>();
+const allClients: LeanClient[] = [];
+
+function hasTaskset(): boolean {
+  try {
+    execFileSync('taskset', ['-V'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => res(port));
+    });
+  });
+}
+
+interface Target {
+  kind: TargetKind;
+  label: string;
+  port: number;
+  child: ChildProcess;
+  pid: number;
+  output: string[];
+  publisher?: LeanClient;
+  subscribers: LeanClient[];
+}
+
+async function startTarget(kind: TargetKind, opts: Options, pinned: boolean): Promise<Target> {
+  const port = await freePort();
+  // Run node directly (not through npx/tsx's launcher) so that the pid we read CPU time from is
+  // the server itself.
+  const nodeArgs = ['--import', 'tsx'];
+  if (kind === 'hubbub' && opts.profile) {
+    mkdirSync(opts.profile, { recursive: true });
+    nodeArgs.push('--cpu-prof', '--cpu-prof-dir', resolve(opts.profile));
+  }
+  const script =
+    kind === 'hubbub'
+      ? ['src/cli/main.ts', 'serve', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn']
+      : ['bench/baseline-ws-server.ts', '--port', String(port), '--host', '127.0.0.1'];
+  const argv = [process.execPath, ...nodeArgs, ...script];
+  const [cmd, ...args] = pinned ? ['taskset', '-c', '0', ...argv] : argv;
+  const child = spawn(cmd!, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  const output: string[] = [];
+  const keep = (b: Buffer): void => {
+    output.push(b.toString());
+    if (output.length > 50) output.shift();
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  child.once('exit', () => children.delete(child));
+  if (child.pid === undefined) throw new Error(`could not start ${kind}`);
+  const t: Target = { kind, label: kind === 'hubbub' ? 'Hubbub' : 'raw ws', port, child, pid: child.pid, output, subscribers: [] };
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${t.label} exited during start-up:\n${output.join('')}`);
+    try {
+      const r = await fetch(`http://127.0.0.1:${port}/health`);
+      await r.text();
+      if (r.ok) break;
+    } catch {
+      /* not up yet */
+    }
+    if (Date.now() > deadline) throw new Error(`${t.label} did not answer /health within 30 s:\n${output.join('')}`);
+    await sleep(100);
+  }
+  return t;
+}
+
+async function stopTarget(t: Target): Promise<void> {
+  for (const c of [t.publisher, ...t.subscribers]) c?.destroy();
+  const child = t.child;
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Last resort on any exit path: kill whatever we started that is still running. */
+function killChildren(): void {
+  for (const c of allClients) c.destroy();
+  for (const child of children) {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
+}
+
+/** utime and stime of a process (all its threads), in clock ticks: fields 14 and 15 of /proc/<pid>/stat. */
+function cpuTicks(pid: number): { user: number; sys: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // f[0] is field 3 (state), so field n is f[n - 3].
+  return { user: Number(f[11]), sys: Number(f[12]) };
+}
+
+/** Busy (user+nice+system+irq+softirq) and steal ticks per core, from /proc/stat. */
+function coreTicks(): { busy: number; steal: number }[] {
+  const out: { busy: number; steal: number }[] = [];
+  for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
+    const m = /^cpu(\d+) (.*)$/.exec(line);
+    if (!m) continue;
+    const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = m[2]!.trim().split(/\s+/).map(Number);
+    out[Number(m[1])] = { busy: user + nice + system + irq + softirq, steal };
+  }
+  return out;
+}
+
+let clkTck = 100;
+let pinnedCores = false;
+function readClkTck(): number {
+  try {
+    const n = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+    return Number.isFinite(n) && n > 0 ? n : 100;
+  } catch {
+    return 100;
+  }
+}
+
+async function hubbubStats(t: Target): Promise<Record<string, number> | undefined> {
+  if (t.kind !== 'hubbub') return undefined;
+  const r = await fetch(`http://127.0.0.1:${t.port}/api/stats`);
+  return (await r.json()) as Record<string, number>;
+}
+
+// ---- connections ---------------------------------------------------------------------------------
+
+/**
+ * Source address for connection i: the kernel's choice (127.0.0.1) for the first 20,000, then
+ * 127.0.0.2, 127.0.0.3, … so that each source address stays well inside the ~28k ephemeral ports.
+ * Only past 20,000 do we bind explicitly: bind-before-connect picks a port without looking at the
+ * destination, which on a loopback full of TIME_WAIT sockets from earlier runs made connecting
+ * thousands of clients take tens of seconds; a plain connect() avoids those collisions.
+ */
+const sourceAddress = (i: number): string | undefined => (i < 20_000 ? undefined : `127.0.0.${1 + Math.floor(i / 20_000)}`);
+
+let connIndex = 0;
+
+function totalReads(t: Target): number {
+  let n = 0;
+  for (const c of t.subscribers) n += c.reads;
+  return n;
+}
+
+async function openClient(t: Target): Promise<LeanClient> {
+  const c = await LeanClient.connect({ host: '127.0.0.1', port: t.port, path: '/ws', localAddress: sourceAddress(connIndex++) });
+  allClients.push(c);
+  const welcome = await c.nextJson();
+  if (welcome.type !== 'welcome') throw new Error(`${t.label}: expected welcome, got ${JSON.stringify(welcome)}`);
+  return c;
+}
+
+/** Is subscriber i one of the `sample` latency samplers? Spread evenly over the subscription order. */
+const isSampled = (i: number, opts: Options): boolean => opts.sample > 0 && i % Math.floor(opts.subscribers / opts.sample) === 0 && i / Math.floor(opts.subscribers / opts.sample) < opts.sample;
+
+async function connectAll(t: Target, opts: Options): Promise<void> {
+  const concurrency = 100;
+  const subs: LeanClient[] = new Array(opts.subscribers);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < opts.subscribers) {
+      const i = next++;
+      const c = await openClient(t);
+      c.sendText(JSON.stringify({ type: 'subscribe', id: 1, channel: 'bench' }));
+      const reply = await c.nextJson();
+      if (reply.type !== 'reply' || reply.id !== 1) throw new Error(`${t.label}: subscribe answered with ${JSON.stringify(reply)}`);
+      c.collect = isSampled(i, opts);
+      c.onMessage = (payload) => current.deliver(i, payload);
+      c.onClose = () => {
+        if (!shuttingDown) current.fail(new Error(`${t.label}: subscriber ${i} disconnected (close code ${c.closeCode ?? 'none'})`));
+      };
+      subs[i] = c;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, opts.subscribers) }, worker));
+  t.subscribers = subs;
+  const pub = await openClient(t);
+  pub.collect = false;
+  pub.onMessage = () => current.fail(new Error(`${t.label}: the publisher received a message`));
+  t.publisher = pub;
+  const stats = await hubbubStats(t);
+  if (stats && stats.subscriptions !== opts.subscribers) throw new Error(`${t.label}: ${stats.subscriptions} subscriptions, expected ${opts.subscribers}`);
+}
+
+// ---- phases ---------------------------------------------------------------------------------------
+
+interface Sink {
+  deliver(i: number, payload: Buffer | undefined): void;
+  fail(err: Error): void;
+}
+
+let shuttingDown = false;
+const idle: Sink = {
+  deliver: () => {
+    unexpected++;
+  },
+  fail: (err) => {
+    console.error(`warning: ${err.message}`);
+  },
+};
+let unexpected = 0;
+let current: Sink = idle;
+
+/** Publication bookkeeping for one phase: which publications every subscriber has received. */
+class Run implements Sink {
+  readonly counts: Uint32Array;
+  /** reached[k]: subscribers that have received at least k publications of this run. */
+  readonly reached: Uint32Array;
+  fully = 0;
+  sent = 0;
+  delivered = 0;
+  extra = 0;
+  disorder = 0;
+  latencies: number[] = [];
+  frameBytes = 0;
+  private onFully: () => void = () => {};
+  private reject: (err: Error) => void = () => {};
+
+  constructor(
+    readonly subscribers: number,
+    readonly total: number,
+    private readonly publish: (seq: number) => void,
+  ) {
+    this.counts = new Uint32Array(subscribers);
+    this.reached = new Uint32Array(total + 1);
+  }
+
+  deliver(i: number, payload: Buffer | undefined): void {
+    this.delivered++;
+    const k = ++this.counts[i]!;
+    if (k > this.total) {
+      this.extra++;
+      return;
+    }
+    if (payload) {
+      const now = performance.now();
+      const m = JSON.parse(payload.toString('utf8')) as { type: string; data: { seq: number; t: number } };
+      if (m.type !== 'message' || m.data.seq !== k) this.disorder++;
+      this.latencies.push(now - m.data.t);
+      this.frameBytes = payload.length;
+    }
+    if (++this.reached[k]! === this.subscribers) {
+      this.fully = k;
+      this.onFully();
+    }
+  }
+
+  fail(err: Error): void {
+    this.reject(err);
+  }
+
+  send(): void {
+    this.publish(++this.sent);
+  }
+
+  /** Run to completion with at most `window` publications outstanding; resolves with the elapsed ms. */
+  go(window: number, stallMs: number, label: string): Promise<number> {
+    return new Promise((resolvePhase, rejectPhase) => {
+      let lastDelivered = -1;
+      const watchdog = setInterval(() => {
+        if (this.delivered === lastDelivered) {
+          done(new Error(`${label}: stalled, ${this.fully}/${this.total} publications fully delivered, ${this.delivered} deliveries`));
+        }
+        lastDelivered = this.delivered;
+      }, stallMs);
+      let t0 = 0;
+      const done = (err?: Error): void => {
+        clearInterval(watchdog);
+        this.onFully = () => {};
+        this.reject = () => {};
+        if (err) rejectPhase(err);
+        else resolvePhase(performance.now() - t0);
+      };
+      this.reject = done;
+      this.onFully = () => {
+        if (this.fully === this.total) {
+          done();
+          return;
+        }
+        while (this.sent < this.total && this.sent - this.fully < window) this.send();
+      };
+      t0 = performance.now();
+      while (this.sent < this.total && this.sent - this.fully < window) this.send();
+    });
+  }
+}
+
+interface Latency {
+  samples: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+interface PhaseResult {
+  target: TargetKind;
+  phase: 'serial' | 'window';
+  messages: number;
+  window: number;
+  subscribers: number;
+  deliveries: number;
+  seconds: number;
+  deliveriesPerSec: number;
+  serverCpuSec: number;
+  /** The part of serverCpuSec spent in user mode and in the kernel (on loopback, the kernel time includes the receiver's TCP processing). */
+  serverUserSec: number;
+  serverSysSec: number;
+  serverUsPerDelivery: number;
+  serverCpuPct: number;
+  generatorCpuSec: number;
+  generatorUsPerDelivery: number;
+  generatorCpuPct: number;
+  latencyMs: Latency;
+  frameBytes: number;
+  /** Messages per socket read on the subscribers' side: how many frames the server packed per write, roughly. */
+  framesPerRead: number;
+  serverMessagesOut: number | undefined;
+  disorder: number;
+  /** CPU used on the server's core by anything but the server, % of wall time (NaN when not pinned). */
+  otherOnServerCorePct: number;
+  /** CPU stolen by the hypervisor, both cores, % of wall time. */
+  stealPct: number;
+  loadAvg1: number;
+}
+
+function percentiles(values: number[]): Latency {
+  if (values.length === 0) return { samples: 0, p50: NaN, p99: NaN, max: NaN };
+  const s = Float64Array.from(values).sort();
+  const at = (q: number): number => s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)]!;
+  return { samples: s.length, p50: at(0.5), p99: at(0.99), max: s[s.length - 1]! };
+}
+
+function publisherFor(t: Target, opts: Options): (k: number) => void {
+  const pub = t.publisher!;
+  // Pad the data so that its JSON is about --size bytes.
+  const probe = JSON.stringify({ seq: 1000, t: 123456.789012, pad: '' }).length;
+  const pad = 'x'.repeat(Math.max(0, opts.size - probe));
+  return (k) => {
+    const t = performance.now();
+    pub.sendText(`{"type":"publish","channel":"bench","data":{"seq":${k},"t":${t},"pad":"${pad}"}}`);
+  };
+}
+
+async function runPhase(t: Target, opts: Options, phase: 'serial' | 'window', messages: number, measure: boolean): Promise<PhaseResult | undefined> {
+  const window = phase === 'serial' ? 1 : opts.window;
+  const run = new Run(opts.subscribers, messages, publisherFor(t, opts));
+  const statsBefore = measure ? await hubbubStats(t) : undefined;
+  await sleep(100); // let the previous phase's tail settle
+  const reads0 = totalReads(t);
+  const cores0 = coreTicks();
+  const cpu0 = process.cpuUsage();
+  const ticks0 = cpuTicks(t.pid);
+  current = run;
+  let ms: number;
+  try {
+    ms = await run.go(window, 15_000, `${t.label} ${phase}`);
+  } finally {
+    current = idle;
+  }
+  const ticks1 = cpuTicks(t.pid);
+  const cpu = process.cpuUsage(cpu0);
+  const cores1 = coreTicks();
+  const reads = totalReads(t) - reads0;
+  if (run.extra > 0 || run.disorder > 0) throw new Error(`${t.label} ${phase}: ${run.extra} extra deliveries, ${run.disorder} out of order`);
+  if (!measure) return undefined;
+  const statsAfter = await hubbubStats(t);
+  const deliveries = messages * opts.subscribers;
+  const seconds = ms / 1000;
+  const serverUserSec = (ticks1.user - ticks0.user) / clkTck;
+  const serverSysSec = (ticks1.sys - ticks0.sys) / clkTck;
+  const serverCpuSec = serverUserSec + serverSysSec;
+  const generatorCpuSec = (cpu.user + cpu.system) / 1e6;
+  // Background load: what else ran on the server's core (core 0 when pinned) and what the
+  // hypervisor stole from both cores, as % of the phase's wall time.
+  const serverCore = pinnedCores ? 0 : undefined;
+  const coreSec = (i: number, k: 'busy' | 'steal'): number => ((cores1[i]?.[k] ?? 0) - (cores0[i]?.[k] ?? 0)) / clkTck;
+  const otherOnServerCorePct = serverCore === undefined ? NaN : Math.max(0, (100 * (coreSec(serverCore, 'busy') - serverCpuSec)) / seconds);
+  const stealPct = (100 * cores0.reduce((sum, _c, i) => sum + coreSec(i, 'steal'), 0)) / seconds;
+  return {
+    target: t.kind,
+    phase,
+    messages,
+    window,
+    subscribers: opts.subscribers,
+    deliveries,
+    seconds,
+    deliveriesPerSec: deliveries / seconds,
+    serverCpuSec,
+    serverUserSec,
+    serverSysSec,
+    serverUsPerDelivery: (serverCpuSec * 1e6) / deliveries,
+    serverCpuPct: (100 * serverCpuSec) / seconds,
+    generatorCpuSec,
+    generatorUsPerDelivery: (generatorCpuSec * 1e6) / deliveries,
+    generatorCpuPct: (100 * generatorCpuSec) / seconds,
+    latencyMs: percentiles(run.latencies),
+    frameBytes: run.frameBytes,
+    framesPerRead: deliveries / reads,
+    serverMessagesOut: statsBefore && statsAfter ? statsAfter.messages_out - statsBefore.messages_out : undefined,
+    disorder: run.disorder,
+    otherOnServerCorePct,
+    stealPct,
+    loadAvg1: loadavg()[0]!,
+  };
+}
+
+// ---- report ---------------------------------------------------------------------------------------
+
+const fmt = (n: number, digits = 0): string => (Number.isFinite(n) ? n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }) : '-');
+
+function printPhase(results: PhaseResult[], phase: 'serial' | 'window', opts: Options): void {
+  const h = results.find((r) => r.phase === phase && r.target === 'hubbub');
+  const w = results.find((r) => r.phase === phase && r.target === 'ws');
+  const title = phase === 'serial' ? `one publication in flight, ${opts.messages} publications` : `window of ${opts.window} publications, ${opts.messages} publications`;
+  console.log(`\nPhase ${phase}: ${title} × ${opts.subscribers} subscribers`);
+  const rows: [string, (r: PhaseResult) => number, number, boolean][] = [
+    // label, value, decimals, show the ratio
+    ['deliveries/s', (r) => r.deliveriesPerSec, 0, true],
+    ['server CPU µs/delivery', (r) => r.serverUsPerDelivery, 3, true],
+    ['server CPU % of a core', (r) => r.serverCpuPct, 0, true],
+    ['server kernel share %', (r) => (100 * r.serverSysSec) / r.serverCpuSec, 0, false],
+    ['generator CPU µs/delivery', (r) => r.generatorUsPerDelivery, 3, true],
+    ['generator CPU % of a core', (r) => r.generatorCpuPct, 0, true],
+    ['latency p50 ms', (r) => r.latencyMs.p50, 2, true],
+    ['latency p99 ms', (r) => r.latencyMs.p99, 2, true],
+    ['latency max ms', (r) => r.latencyMs.max, 2, true],
+    ['frame bytes', (r) => r.frameBytes, 0, true],
+    ['messages per subscriber read', (r) => r.framesPerRead, 2, true],
+    ['other load on server core %', (r) => r.otherOnServerCorePct, 0, false],
+    ['steal % (both cores)', (r) => r.stealPct, 0, false],
+  ];
+  const pad = (s: string, n: number): string => s.padStart(n);
+  console.log(`  ${'metric'.padEnd(29)}${pad('Hubbub', 12)}${pad('raw ws', 14)}${pad('Hubbub/ws', 12)}`);
+  for (const [label, get, d, ratio] of rows) {
+    const hv = h ? get(h) : NaN;
+    const wv = w ? get(w) : NaN;
+    console.log(`  ${label.padEnd(29)}${pad(fmt(hv, d), 12)}${pad(fmt(wv, d), 14)}${pad(h && w && ratio ? fmt(hv / wv, 2) : '', 12)}`);
+  }
+  if (h?.serverMessagesOut !== undefined && h.serverMessagesOut !== h.deliveries) {
+    console.log(`  note: Hubbub counted ${h.serverMessagesOut} messages out, expected ${h.deliveries}`);
+  }
+}
+
+// ---- main -----------------------------------------------------------------------------------------
+
+/** The soft limit on open files, from /proc/self/limits. */
+function openFileLimit(): number | undefined {
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+async function main(opts: Options): Promise<void> {
+  clkTck = readClkTck();
+  const cores = availableParallelism();
+  let pinned = false;
+  if (opts.pin && hasTaskset() && cores >= 2) {
+    execFileSync('taskset', ['-a', '-cp', '1', String(process.pid)], { stdio: 'ignore' });
+    pinned = true;
+    pinnedCores = true;
+  }
+  const needFds = opts.targets.length * (opts.subscribers + 1) + 100;
+  const fdLimit = openFileLimit();
+  if (fdLimit !== undefined && needFds > fdLimit) {
+    throw new Error(`${needFds} file descriptors needed but the limit is ${fdLimit}: lower --subscribers or run one target at a time (--targets)`);
+  }
+  console.log(
+    `load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}\n` +
+      `fan-out benchmark: ${opts.subscribers} subscribers, 1 publisher, ${opts.messages} publications per phase, window ${opts.window}, data ~${opts.size} B, ` +
+      `${opts.sample} latency samplers, warm-up ${opts.warmup}\n` +
+      `machine: ${cores} cores (${cpus()[0]?.model ?? '?'}), node ${process.version}, CLK_TCK ${clkTck}; ` +
+      (pinned ? 'servers pinned to core 0 (taskset -c 0), generator to core 1' : 'no pinning') +
+      `; the generator needs ~${needFds} file descriptors`,
+  );
+
+  const targets: Target[] = [];
+  const connectMs: Partial<Record<TargetKind, number>> = {};
+  for (const kind of opts.targets) {
+    const t = await startTarget(kind, opts, pinned);
+    targets.push(t);
+    const c0 = performance.now();
+    await connectAll(t, opts);
+    connectMs[kind] = performance.now() - c0;
+    console.log(`${t.label}: pid ${t.pid}, port ${t.port}, ${opts.subscribers} subscribers connected and subscribed in ${fmt(connectMs[kind])} ms (cold, 100 at a time)`);
+  }
+
+  if (opts.warmup > 0) {
+    for (const t of targets) {
+      await runPhase(t, opts, 'serial', opts.warmup, false);
+      await runPhase(t, opts, 'window', opts.warmup, false);
+    }
+  }
+
+  // Interleave the servers phase by phase so both see similar background noise.
+  const results: PhaseResult[] = [];
+  for (const phase of ['serial', 'window'] as const) {
+    for (const t of targets) {
+      const r = (await runPhase(t, opts, phase, opts.messages, true))!;
+      results.push(r);
+      console.log(
+        `  ${t.label} ${phase}: ${fmt(r.deliveriesPerSec)} deliveries/s in ${fmt(r.seconds, 2)} s, server ${fmt(r.serverUsPerDelivery, 3)} µs/delivery ` +
+          `(${fmt(r.serverCpuPct)}% CPU), generator ${fmt(r.generatorCpuPct)}% CPU, latency p50 ${fmt(r.latencyMs.p50, 2)} ms, ` +
+          `other load on server core ${fmt(r.otherOnServerCorePct)}%, steal ${fmt(r.stealPct)}%`,
+      );
+    }
+  }
+
+  shuttingDown = true;
+  for (const t of targets) await stopTarget(t);
+
+  printPhase(results, 'serial', opts);
+  printPhase(results, 'window', opts);
+  if (unexpected > 0) console.log(`\nnote: ${unexpected} messages arrived between phases`);
+  const busy = results.filter((r) => r.generatorCpuPct > 85);
+  if (busy.length > 0) {
+    console.log(`\nnote: the generator used more than 85% of its core in ${busy.map((r) => `${r.target} ${r.phase}`).join(', ')}: those figures may be generator-bound.`);
+  }
+  if (opts.profile) console.log(`\nHubbub CPU profile written to ${resolve(opts.profile)}`);
+
+  if (opts.json) {
+    const out = {
+      date: new Date().toISOString(),
+      options: { ...opts, targets: opts.targets },
+      machine: { cores, cpu: cpus()[0]?.model, node: process.version, clkTck, pinned },
+      connectMs,
+      results,
+    };
+    writeFileSync(opts.json, JSON.stringify(out, null, 2) + '\n');
+    console.log(`\nresults written to ${opts.json}`);
+  }
+}
+
+let exiting = false;
+function abort(message: string, code: number): void {
+  if (exiting) return;
+  exiting = true;
+  shuttingDown = true;
+  console.error(`\nfanout: ${message}`);
+  killChildren();
+  process.exit(code);
+}
+
+process.on('exit', killChildren);
+process.on('SIGINT', () => abort('interrupted', 130));
+process.on('SIGTERM', () => abort('terminated', 143));
+
+let options: Options;
+try {
+  options = parseArgs(process.argv.slice(2));
+} catch (err) {
+  console.error(`fanout: ${(err as Error).message}`);
+  process.exit(2);
+}
+const hardStop = setTimeout(() => abort(`overall timeout of ${options.timeoutSec} s reached; stopping`, 3), options.timeoutSec * 1000);
+
+main(options).then(
+  () => {
+    clearTimeout(hardStop);
+    killChildren();
+    // Lingering sockets or fetch keep-alives must not keep us alive.
+    setTimeout(() => process.exit(process.exitCode ?? 0), 200).unref();
+  },
+  (err: unknown) => {
+    abort(err instanceof Error ? (err.stack ?? err.message) : String(err), 1);
+  },
+);
