@@ -69,3 +69,16 @@ export function utf8Length(s: string): number {
   }
   return n;
 }
+
+/** True when `channel` (a valid name) matches `pattern` (a valid pattern). For clients; the server uses a trie. */
+export function matchPattern(pattern: string, channel: string): boolean {
+  if (pattern === channel) return true;
+  const p = pattern.split('/');
+  const c = channel.split('/');
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] === '#') return true;
+    if (i >= c.length) return false;
+    if (p[i] !== '+' && p[i] !== c[i]) return false;
+  }
+  return p.length === c.length;
+}
