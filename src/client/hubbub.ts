@@ -1,0 +1,718 @@
+/**
+ * The Hubbub client SDK: one connection to a Hubbub server, with promise-based requests,
+ * subscriptions, automatic reconnection (exponential backoff, full jitter) and dead-server detection.
+ * Runs in browsers (global WebSocket) and in Node (the `ws` package).
+ */
+import { matchPattern, patternError } from '../protocol/channel.js';
+import { isTerminalCloseCode } from '../protocol/errors.js';
+import type {
+  ClientFrame,
+  ClientListEntry,
+  DirectTarget,
+  FrameId,
+  Json,
+  MessageFrame,
+  DirectFrame,
+  BroadcastPushFrame,
+  PresenceEventFrame,
+  ServerFrame,
+  WelcomeFrame,
+  ErrorFrame,
+} from '../protocol/frames.js';
+import { backoffDelay } from './backoff.js';
+import { Emitter } from './emitter.js';
+
+/** A client frame without its `id` (the SDK assigns ids). */
+export type RequestFrame = ClientFrame extends unknown ? (ClientFrame extends infer F ? (F extends unknown ? Omit<F, 'id'> : never) : never) : never;
+
+export type ConnectionState = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'closed';
+
+/** Timers, injectable so that tests can drive time. */
+export interface Clock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+const realClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
+};
+
+/** The subset of the WHATWG WebSocket the SDK uses; `ws` and browsers both provide it. */
+export interface SocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+}
+export type SocketFactory = (url: string) => SocketLike | Promise<SocketLike>;
+
+export interface HubbubClientOptions {
+  /** Display name sent in `hello`. */
+  name?: string;
+  /** Client software version sent in `hello`. */
+  version?: string;
+  /** Development identity (see docs/protocol.md): a self-declared user id sent in `hello`. */
+  user?: string;
+  /** A token sent in `hello`. */
+  token?: string;
+  /** Called before every (re)connection for a fresh token; wins over `token`. */
+  getToken?: () => string | Promise<string>;
+  /** How long a request waits for its answer, including time spent waiting for a connection. Default 10 000 ms. */
+  requestTimeout?: number;
+  /** Most requests kept waiting while disconnected; more fail at once. Default 1000. */
+  maxQueuedRequests?: number;
+  /** Reconnect after a connection is lost. Default true. */
+  reconnect?: boolean;
+  /** First reconnect delay cap, ms. Default 500. */
+  minReconnectDelay?: number;
+  /** Largest reconnect delay cap, ms. Default 20 000. */
+  maxReconnectDelay?: number;
+  /** Reconnect attempts in a row before giving up (state `closed`). Default Infinity. */
+  maxReconnectAttempts?: number;
+  /** How long one connection attempt may take (open, welcome, hello, resubscribe). Default 10 000 ms. */
+  connectTimeout?: number;
+  /** Ping the server when it has been silent this long; default: the server's heartbeat from `welcome`. */
+  pingInterval?: number;
+  /** Declare the server dead when a ping gets no answer within this. Default 10 000 ms. */
+  pongTimeout?: number;
+  /** Send pings when the server is silent (dead-server detection). Default true. */
+  autoPing?: boolean;
+  /** How to open a socket; default: the global WebSocket in browsers, `ws` in Node. */
+  socket?: SocketFactory;
+  /** Injected time (tests). */
+  clock?: Clock;
+  /** Injected randomness for jitter (tests). */
+  random?: () => number;
+}
+
+export type MessageHandler = (data: Json, message: MessageFrame) => void;
+
+export interface Subscription {
+  readonly pattern: string;
+  /** Resolves once the server has confirmed the subscription (again after each reconnect); rejects if refused. */
+  readonly ready: Promise<void>;
+  /** Stop this handler; the server subscription ends when its last handler goes. */
+  unsubscribe(): Promise<void>;
+}
+
+export interface DisconnectInfo {
+  code: number;
+  reason: string;
+  /** Whether the client will try again. */
+  willReconnect: boolean;
+}
+
+export interface HubbubEvents {
+  connected: (info: { client: string; reconnected: boolean; welcome: WelcomeFrame }) => void;
+  disconnected: (info: DisconnectInfo) => void;
+  reconnecting: (info: { attempt: number; delay: number }) => void;
+  /** Errors the server sent for frames without id, refused resubscriptions, connection failures. */
+  error: (err: HubbubError) => void;
+  message: (message: MessageFrame) => void;
+  direct: (message: DirectFrame) => void;
+  broadcast: (message: BroadcastPushFrame) => void;
+  join: (event: PresenceEventFrame) => void;
+  leave: (event: PresenceEventFrame) => void;
+  /** Every frame from the server, raw (for tools and debugging). */
+  frame: (frame: ServerFrame) => void;
+}
+
+/**
+ * An error from the server (`code` is a catalogue code such as `forbidden`) or from the client
+ * itself: `timeout`, `disconnected` (the connection was lost before an answer), `closed` (the
+ * client is closed), `queue_full`, `connect_failed`.
+ */
+export class HubbubError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    /** The request frame type this answers, when it answers one. */
+    readonly request?: string,
+  ) {
+    super(message);
+    this.name = 'HubbubError';
+  }
+}
+
+/** Close codes the client itself reports. */
+export const ClientCloseCode = {
+  /** The server stopped answering pings. */
+  ServerTimeout: 4000,
+  /** Connection could not be established (refused, unreachable, handshake failed). */
+  ConnectFailed: 1006,
+} as const;
+
+interface Pending {
+  type: string;
+  resolve: (value: never) => void;
+  reject: (err: HubbubError) => void;
+  timer: unknown;
+}
+
+interface Waiting extends Pending {
+  frame: RequestFrame;
+}
+
+interface SubEntry {
+  pattern: string;
+  presence: boolean;
+  handlers: Set<MessageHandler>;
+  /** Settles the current `ready` promise. */
+  confirm: (() => void) | undefined;
+  refuse: ((err: HubbubError) => void) | undefined;
+  ready: Promise<void>;
+}
+
+type Resolved<O> = Required<Pick<O, Extract<keyof O, 'requestTimeout' | 'maxQueuedRequests' | 'reconnect' | 'minReconnectDelay' | 'maxReconnectDelay' | 'maxReconnectAttempts' | 'connectTimeout' | 'pongTimeout' | 'autoPing'>>>;
+
+const DEFAULTS: Resolved<HubbubClientOptions> = {
+  requestTimeout: 10_000,
+  maxQueuedRequests: 1000,
+  reconnect: true,
+  minReconnectDelay: 500,
+  maxReconnectDelay: 20_000,
+  maxReconnectAttempts: Infinity,
+  connectTimeout: 10_000,
+  pongTimeout: 10_000,
+  autoPing: true,
+};
+
+const OPEN = 1;
+
+export class Hubbub extends Emitter<HubbubEvents> {
+  readonly options: HubbubClientOptions & Resolved<HubbubClientOptions>;
+  private readonly clock: Clock;
+  private _state: ConnectionState = 'idle';
+  private socket: SocketLike | undefined;
+  private _client: string | undefined;
+  private welcome: WelcomeFrame | undefined;
+  private nextId = 1;
+  private readonly pending = new Map<FrameId, Pending>();
+  private readonly waiting: Waiting[] = [];
+  private readonly subs = new Map<string, SubEntry>();
+  private attempt = 0;
+  private everConnected = false;
+  private reconnectTimer: unknown;
+  private livenessTimer: unknown;
+  private lastSeen = 0;
+  private pingOutstanding = false;
+  private connectWaiters: { resolve: () => void; reject: (err: HubbubError) => void }[] = [];
+  private retryInitial = true;
+  /** Bumped for every socket, so that events of an abandoned socket are ignored. */
+  private generation = 0;
+
+  constructor(
+    readonly url: string,
+    options: HubbubClientOptions = {},
+  ) {
+    super();
+    this.options = { ...DEFAULTS, ...stripUndefined(options) };
+    this.clock = options.clock ?? realClock;
+  }
+
+  get state(): ConnectionState {
+    return this._state;
+  }
+
+  /** This connection's id from the server's welcome (changes on every reconnect). */
+  get clientId(): string | undefined {
+    return this._client;
+  }
+
+  /**
+   * Connect, and resolve once connected (welcome received, `hello` answered, subscriptions
+   * restored). If the first attempt fails the client keeps trying by its reconnect rules, unless
+   * `retry: false`, which makes a failed first attempt reject the promise.
+   */
+  connect(options: { retry?: boolean } = {}): Promise<void> {
+    if (this._state === 'connected') return Promise.resolve();
+    const p = new Promise<void>((resolve, reject) => this.connectWaiters.push({ resolve, reject }));
+    if (this._state === 'idle' || this._state === 'closed') {
+      this.retryInitial = options.retry ?? true;
+      this.attempt = 0;
+      this.everConnected = false;
+      void this.open();
+    }
+    return p;
+  }
+
+  /** Close for good: no reconnect; waiting and pending requests fail with `closed`. */
+  close(code = 1000, reason = 'client closed'): void {
+    if (this._state === 'closed') return;
+    const wasConnected = this._state === 'connected';
+    this._state = 'closed';
+    this.clock.clearTimeout(this.reconnectTimer);
+    this.stopLiveness();
+    const socket = this.socket;
+    this.socket = undefined;
+    this.generation++;
+    if (socket) {
+      try {
+        socket.close(code, reason);
+      } catch {
+        /* already closing */
+      }
+    }
+    this.failAll(new HubbubError('closed', 'the client was closed'));
+    this.settleConnect(new HubbubError('closed', 'the client was closed before it connected'));
+    if (wasConnected) this.emit('disconnected', { code, reason, willReconnect: false });
+  }
+
+  // ---- requests ---------------------------------------------------------------------------------
+
+  /** Send any request frame and resolve with the `data` of its reply (or the pong). */
+  request<T = unknown>(frame: RequestFrame, options: { timeout?: number } = {}): Promise<T> {
+    const timeout = options.timeout ?? this.options.requestTimeout;
+    return new Promise<T>((resolve, reject) => {
+      if (this._state === 'closed' || this._state === 'idle') {
+        reject(new HubbubError('closed', `${frame.type}: the client is not connected (call connect() first)`, frame.type));
+        return;
+      }
+      if (this._state !== 'connected') {
+        if (this.waiting.length >= this.options.maxQueuedRequests) {
+          reject(new HubbubError('queue_full', `${frame.type}: ${this.waiting.length} requests already wait for the connection`, frame.type));
+          return;
+        }
+        const w: Waiting = { type: frame.type, frame, resolve: resolve as (v: never) => void, reject, timer: undefined };
+        w.timer = this.clock.setTimeout(() => {
+          const i = this.waiting.indexOf(w);
+          if (i >= 0) this.waiting.splice(i, 1);
+          reject(new HubbubError('timeout', `${frame.type}: not connected within ${timeout} ms`, frame.type));
+        }, timeout);
+        this.waiting.push(w);
+        return;
+      }
+      this.transmit(frame, { type: frame.type, resolve: resolve as (v: never) => void, reject, timer: undefined }, timeout);
+    });
+  }
+
+  private transmit(frame: RequestFrame, p: Pending, timeout: number): void {
+    const id = this.nextId++;
+    p.timer = this.clock.setTimeout(() => {
+      this.pending.delete(id);
+      p.reject(new HubbubError('timeout', `${p.type}: no answer within ${timeout} ms`, p.type));
+    }, timeout);
+    this.pending.set(id, p);
+    this.socket!.send(JSON.stringify({ ...frame, id }));
+  }
+
+  echo<T extends Json>(data: T, options?: { timeout?: number }): Promise<T> {
+    return this.request<{ data: T }>({ type: 'echo', data }, options).then((r) => r.data);
+  }
+
+  async publish(channel: string, data: Json, options: { kind?: string; timeout?: number } = {}): Promise<void> {
+    await this.request({ type: 'publish', channel, data, ...(options.kind ? { kind: options.kind } : {}) }, options);
+  }
+
+  /** A direct message to one connection (`{client}`) or every connection of a user (`{user}`); resolves with the number delivered. */
+  send(to: DirectTarget, data: Json, options: { kind?: string; timeout?: number } = {}): Promise<number> {
+    return this.request<{ delivered: number }>({ type: 'send', to, data, ...(options.kind ? { kind: options.kind } : {}) }, options).then((r) => r.delivered);
+  }
+
+  broadcast(data: Json, options: { kind?: string; timeout?: number } = {}): Promise<number> {
+    return this.request<{ delivered: number }>({ type: 'broadcast', data, ...(options.kind ? { kind: options.kind } : {}) }, options).then((r) => r.delivered);
+  }
+
+  presence(channel: string, options?: { timeout?: number }): Promise<ClientListEntry[]> {
+    return this.request<{ clients: ClientListEntry[] }>({ type: 'presence', channel }, options).then((r) => r.clients);
+  }
+
+  clients(options?: { timeout?: number }): Promise<{ count: number; clients: ClientListEntry[] }> {
+    return this.request({ type: 'clients' }, options);
+  }
+
+  /** Round trip to the server, in ms. */
+  async ping(options?: { timeout?: number }): Promise<number> {
+    const t0 = this.clock.now();
+    await this.request({ type: 'ping' }, options);
+    return this.clock.now() - t0;
+  }
+
+  // ---- subscriptions ------------------------------------------------------------------------------
+
+  /**
+   * Subscribe `handler` to a channel or pattern. The handler receives every message whose channel
+   * matches `pattern`, also when the server's copy names another of this client's patterns. The
+   * subscription survives reconnects. With `presence: true` the client also gets `join`/`leave` events.
+   */
+  subscribe(pattern: string, handler: MessageHandler, options: { presence?: boolean } = {}): Subscription {
+    const problem = patternError(pattern);
+    if (problem) throw new HubbubError('invalid_channel', `subscribe: ${problem}`, 'subscribe');
+    const presence = options.presence === true;
+    let entry = this.subs.get(pattern);
+    if (!entry) {
+      entry = this.newEntry(pattern, presence);
+      this.subs.set(pattern, entry);
+      if (this._state === 'connected') this.sendSubscribe(entry);
+    } else if (presence && !entry.presence) {
+      entry.presence = true;
+      this.renewReady(entry);
+      if (this._state === 'connected') this.sendSubscribe(entry);
+    }
+    entry.handlers.add(handler);
+    const e = entry;
+    let active = true;
+    return {
+      pattern,
+      get ready() {
+        return e.ready;
+      },
+      unsubscribe: async () => {
+        if (!active) return;
+        active = false;
+        e.handlers.delete(handler);
+        if (e.handlers.size > 0 || this.subs.get(pattern) !== e) return;
+        this.subs.delete(pattern);
+        e.refuse?.(new HubbubError('closed', `subscribe: unsubscribed from ${pattern} before the server confirmed`, 'subscribe'));
+        if (this._state === 'connected') {
+          await this.request({ type: 'unsubscribe', channel: pattern }).catch((err: HubbubError) => {
+            if (err.code !== 'not_found') throw err; // already gone on the server: that is what we wanted
+          });
+        }
+      },
+    };
+  }
+
+  private newEntry(pattern: string, presence: boolean): SubEntry {
+    const entry = { pattern, presence, handlers: new Set<MessageHandler>() } as SubEntry;
+    this.renewReady(entry);
+    return entry;
+  }
+
+  private renewReady(entry: SubEntry): void {
+    entry.ready = new Promise<void>((resolve, reject) => {
+      entry.confirm = resolve;
+      entry.refuse = reject;
+    });
+    entry.ready.catch(() => {}); // observed through `ready` or the `error` event; never an unhandled rejection
+  }
+
+  private sendSubscribe(entry: SubEntry): Promise<void> {
+    return this.request({ type: 'subscribe', channel: entry.pattern, ...(entry.presence ? { presence: true } : {}) }).then(
+      () => {
+        entry.confirm?.();
+      },
+      (err: HubbubError) => {
+        if (err.code === 'disconnected' || err.code === 'closed') return; // retried on reconnect
+        if (this.subs.get(entry.pattern) === entry) this.subs.delete(entry.pattern);
+        entry.refuse?.(err);
+        this.emit('error', err);
+      },
+    );
+  }
+
+  // ---- connection lifecycle -----------------------------------------------------------------------
+
+  private async open(): Promise<void> {
+    this._state = this.everConnected ? 'reconnecting' : 'connecting';
+    const gen = ++this.generation;
+    let socket: SocketLike;
+    try {
+      socket = await (this.options.socket ?? defaultSocketFactory)(this.url);
+    } catch (err) {
+      if (gen === this.generation) this.lost(ClientCloseCode.ConnectFailed, `cannot open ${this.url}: ${(err as Error).message}`, false);
+      return;
+    }
+    if (gen !== this.generation) {
+      socket.close();
+      return;
+    }
+    this.socket = socket;
+    let opened = false;
+    let handshakeDone = false;
+    const handshakeTimer = this.clock.setTimeout(() => {
+      if (gen !== this.generation || handshakeDone) return;
+      this.abandon(ClientCloseCode.ConnectFailed, `connection to ${this.url} not established within ${this.options.connectTimeout} ms`, opened);
+    }, this.options.connectTimeout);
+    socket.onopen = () => {
+      opened = true;
+    };
+    socket.onerror = () => {
+      /* followed by onclose */
+    };
+    let failure: string | undefined;
+    let refusedStatus = 0;
+    socket.onclose = (ev) => {
+      this.clock.clearTimeout(handshakeTimer);
+      if (gen !== this.generation) return;
+      const reason = ev.reason || (opened ? 'connection closed' : `cannot connect to ${this.url}${failure ? `: ${failure}` : ''}`);
+      // An HTTP 4xx refusal of the upgrade (wrong path, bad credentials) will not change by retrying.
+      if (refusedStatus >= 400 && refusedStatus < 500 && refusedStatus !== 408 && refusedStatus !== 429) {
+        this.giveUp(ev.code, reason, new HubbubError('connect_failed', reason));
+        return;
+      }
+      this.lost(ev.code, reason, opened);
+    };
+    socket.onmessage = (ev) => {
+      if (gen !== this.generation) return;
+      this.lastSeen = this.clock.now();
+      this.pingOutstanding = false;
+      let frame: ServerFrame;
+      try {
+        frame = JSON.parse(String(ev.data)) as ServerFrame;
+      } catch {
+        this.emit('error', new HubbubError('bad_frame', 'the server sent a frame that is not JSON'));
+        return;
+      }
+      if (frame.type === 'welcome' && !this.welcome) {
+        this.welcome = frame;
+        this._client = frame.client;
+        void this.handshake(gen).then(
+          () => {
+            handshakeDone = true;
+            this.clock.clearTimeout(handshakeTimer);
+          },
+          (err: HubbubError) => {
+            handshakeDone = true;
+            this.clock.clearTimeout(handshakeTimer);
+            if (gen !== this.generation) return;
+            // A refused hello (bad token…) will not get better by retrying.
+            const terminal = err.code === 'unauthorized' || err.code === 'forbidden' || err.code === 'bad_request';
+            this.emit('error', err);
+            if (terminal) this.giveUp(4500, `hello refused: ${err.message}`, err);
+            else this.abandon(ClientCloseCode.ConnectFailed, `handshake failed: ${err.message}`, true);
+          },
+        );
+      }
+      this.dispatch(frame);
+    };
+    // In Node, `ws` exposes the server's WebSocket pings: they prove the server is alive too.
+    const nodeSocket = socket as unknown as { on?: (ev: string, fn: (arg?: Error) => void) => void };
+    if (typeof nodeSocket.on === 'function') {
+      nodeSocket.on('ping', () => {
+        if (gen === this.generation) this.lastSeen = this.clock.now();
+      });
+      // Browsers hide why a connection failed; `ws` tells (ECONNREFUSED, "Unexpected server response: 404").
+      nodeSocket.on('error', (err) => {
+        failure = err?.message;
+        const m = /Unexpected server response: (\d+)/.exec(failure ?? '');
+        if (m) refusedStatus = Number(m[1]);
+      });
+    }
+  }
+
+  /** After welcome: hello, then restore subscriptions, then release waiting requests. */
+  private async handshake(gen: number): Promise<void> {
+    // Requests are sent directly here: the public request() queues until `connected`.
+    const direct = <T>(frame: RequestFrame): Promise<T> =>
+      new Promise<T>((resolve, reject) => this.transmit(frame, { type: frame.type, resolve: resolve as (v: never) => void, reject, timer: undefined }, this.options.connectTimeout));
+    const o = this.options;
+    const token = o.getToken ? await o.getToken() : o.token;
+    if (gen !== this.generation) return;
+    if (o.name !== undefined || o.user !== undefined || o.version !== undefined || token !== undefined) {
+      await direct({ type: 'hello', ...defined({ name: o.name, user: o.user, version: o.version, token }) } as RequestFrame);
+    }
+    const results = await Promise.allSettled(
+      [...this.subs.values()].map((entry) =>
+        direct({ type: 'subscribe', channel: entry.pattern, ...(entry.presence ? { presence: true } : {}) }).then(
+          () => entry.confirm?.(),
+          (err: HubbubError) => {
+            if (err.code === 'disconnected' || err.code === 'timeout') throw err;
+            this.subs.delete(entry.pattern);
+            entry.refuse?.(err);
+            this.emit('error', err);
+          },
+        ),
+      ),
+    );
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    if (gen !== this.generation) return;
+    const reconnected = this.everConnected;
+    this._state = 'connected';
+    this.everConnected = true;
+    this.attempt = 0;
+    this.startLiveness();
+    this.emit('connected', { client: this._client!, reconnected, welcome: this.welcome! });
+    this.settleConnect();
+    const waiting = this.waiting.splice(0);
+    for (const w of waiting) {
+      this.clock.clearTimeout(w.timer);
+      this.transmit(w.frame, w, this.options.requestTimeout);
+    }
+  }
+
+  private dispatch(frame: ServerFrame): void {
+    this.emit('frame', frame);
+    switch (frame.type) {
+      case 'reply':
+      case 'pong':
+      case 'error': {
+        if (frame.id === undefined) {
+          if (frame.type === 'error') this.emit('error', new HubbubError(frame.code, frame.message));
+          return;
+        }
+        const p = this.pending.get(frame.id);
+        if (!p) return;
+        this.pending.delete(frame.id);
+        this.clock.clearTimeout(p.timer);
+        if (frame.type === 'error') p.reject(new HubbubError((frame as ErrorFrame).code, frame.message, p.type));
+        else p.resolve((frame.type === 'pong' ? { ts: frame.ts } : frame.data) as never);
+        return;
+      }
+      case 'message': {
+        for (const entry of this.subs.values()) {
+          if (entry.pattern === frame.pattern || matchPattern(entry.pattern, frame.channel)) {
+            for (const h of entry.handlers) h(frame.data, frame);
+          }
+        }
+        this.emit('message', frame);
+        return;
+      }
+      case 'direct':
+        this.emit('direct', frame);
+        return;
+      case 'broadcast':
+        this.emit('broadcast', frame);
+        return;
+      case 'join':
+        this.emit('join', frame);
+        return;
+      case 'leave':
+        this.emit('leave', frame);
+        return;
+      default:
+        return; // welcome (handled above) and frame types from newer servers
+    }
+  }
+
+  /** Drop the current socket without waiting for a close handshake, and carry on as if it closed. */
+  private abandon(code: number, reason: string, opened: boolean): void {
+    const socket = this.socket;
+    this.generation++;
+    this.socket = undefined;
+    if (socket) {
+      const s = socket as unknown as { terminate?: () => void };
+      try {
+        if (typeof s.terminate === 'function') s.terminate();
+        else socket.close(code === ClientCloseCode.ConnectFailed ? 1000 : code, reason);
+      } catch {
+        /* ignore */
+      }
+    }
+    this.lost(code, reason, opened);
+  }
+
+  /** The connection is gone: fail in-flight requests and decide whether to reconnect. */
+  private lost(code: number, reason: string, opened: boolean): void {
+    this.socket = undefined;
+    this.welcome = undefined;
+    this.stopLiveness();
+    const wasConnected = this._state === 'connected';
+    for (const [id, p] of this.pending) {
+      this.pending.delete(id);
+      this.clock.clearTimeout(p.timer);
+      p.reject(new HubbubError('disconnected', `${p.type}: the connection was lost before the server answered`, p.type));
+    }
+    if (this._state === 'closed') return;
+    const terminal = isTerminalCloseCode(code) || (!this.everConnected && !this.retryInitial);
+    const attempt = this.attempt + 1;
+    const exhausted = !this.options.reconnect || attempt > this.options.maxReconnectAttempts;
+    if (terminal || exhausted) {
+      this.giveUp(code, reason, new HubbubError(opened ? 'disconnected' : 'connect_failed', reason), wasConnected);
+      return;
+    }
+    if (wasConnected) this.emit('disconnected', { code, reason, willReconnect: true });
+    this.attempt = attempt;
+    const delay = backoffDelay(attempt, { minDelay: this.options.minReconnectDelay, maxDelay: this.options.maxReconnectDelay }, this.options.random);
+    this._state = 'reconnecting';
+    this.emit('reconnecting', { attempt, delay });
+    this.reconnectTimer = this.clock.setTimeout(() => {
+      if (this._state === 'reconnecting') void this.open();
+    }, delay);
+  }
+
+  private giveUp(code: number, reason: string, err: HubbubError, wasConnected = this._state === 'connected'): void {
+    const socket = this.socket;
+    this.generation++;
+    this.socket = undefined;
+    if (socket) {
+      try {
+        socket.close(1000, 'giving up');
+      } catch {
+        /* ignore */
+      }
+    }
+    this._state = 'closed';
+    this.stopLiveness();
+    this.failAll(new HubbubError('closed', `the client stopped: ${reason}`));
+    this.settleConnect(err);
+    if (wasConnected) this.emit('disconnected', { code, reason, willReconnect: false });
+  }
+
+  private failAll(err: HubbubError): void {
+    for (const [id, p] of this.pending) {
+      this.pending.delete(id);
+      this.clock.clearTimeout(p.timer);
+      p.reject(new HubbubError(err.code, `${p.type}: ${err.message}`, p.type));
+    }
+    for (const w of this.waiting.splice(0)) {
+      this.clock.clearTimeout(w.timer);
+      w.reject(new HubbubError(err.code, `${w.type}: ${err.message}`, w.type));
+    }
+  }
+
+  private settleConnect(err?: HubbubError): void {
+    const waiters = this.connectWaiters.splice(0);
+    for (const w of waiters) {
+      if (err) w.reject(err);
+      else w.resolve();
+    }
+  }
+
+  // ---- dead-server detection ----------------------------------------------------------------------
+
+  private startLiveness(): void {
+    this.stopLiveness();
+    if (!this.options.autoPing) return;
+    const interval = this.options.pingInterval ?? this.welcome?.heartbeat ?? 25_000;
+    const gen = this.generation;
+    this.lastSeen = this.clock.now();
+    this.pingOutstanding = false;
+    const tick = (): void => {
+      if (gen !== this.generation || this._state !== 'connected') return;
+      const silent = this.clock.now() - this.lastSeen;
+      if (silent >= interval && !this.pingOutstanding) {
+        this.pingOutstanding = true;
+        this.request({ type: 'ping' }, { timeout: this.options.pongTimeout }).catch((err: HubbubError) => {
+          if (err.code === 'timeout' && gen === this.generation) {
+            this.abandon(ClientCloseCode.ServerTimeout, `the server did not answer a ping within ${this.options.pongTimeout} ms`, true);
+          }
+        });
+      }
+      // Next look: when the silence would reach the interval (a ping in flight has its own timeout).
+      this.livenessTimer = this.clock.setTimeout(tick, silent >= interval ? interval : interval - silent);
+    };
+    this.livenessTimer = this.clock.setTimeout(tick, interval);
+  }
+
+  private stopLiveness(): void {
+    this.clock.clearTimeout(this.livenessTimer);
+    this.livenessTimer = undefined;
+  }
+}
+
+async function defaultSocketFactory(url: string): Promise<SocketLike> {
+  const g = globalThis as unknown as { WebSocket?: new (url: string) => SocketLike; process?: { versions?: { node?: string } } };
+  // In Node prefer `ws`: it reports HTTP refusals and the server's pings; browsers use their own WebSocket.
+  if (g.process?.versions?.node) {
+    const { WebSocket } = await import('ws');
+    return new WebSocket(url) as unknown as SocketLike;
+  }
+  if (!g.WebSocket) throw new Error('no WebSocket implementation: pass the `socket` option');
+  return new g.WebSocket(url);
+}
+
+function defined<T extends Record<string, unknown>>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+function stripUndefined<T extends object>(o: T): T {
+  return defined(o as Record<string, unknown>) as T;
+}
