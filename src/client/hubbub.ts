@@ -95,7 +95,10 @@ export type MessageHandler = (data: Json, message: MessageFrame) => void;
 
 export interface Subscription {
   readonly pattern: string;
-  /** Resolves once the server has confirmed the subscription (again after each reconnect); rejects if refused. */
+  /**
+   * Resolves once the server has confirmed the subscription on the current connection (after a
+   * reconnect, a new promise that resolves once it is restored); rejects if refused or the client closes.
+   */
   readonly ready: Promise<void>;
   /** Stop this handler; the server subscription ends when its last handler goes. */
   unsubscribe(): Promise<void>;
@@ -112,6 +115,8 @@ export interface HubbubEvents {
   connected: (info: { client: string; reconnected: boolean; welcome: WelcomeFrame }) => void;
   disconnected: (info: DisconnectInfo) => void;
   reconnecting: (info: { attempt: number; delay: number }) => void;
+  /** The client stopped for good: `close()` was called, a terminal close code or refusal came, or reconnect attempts ran out. */
+  closed: (info: { code: number; reason: string }) => void;
   /** Errors the server sent for frames without id, refused resubscriptions, connection failures. */
   error: (err: HubbubError) => void;
   message: (message: MessageFrame) => void;
@@ -262,6 +267,7 @@ export class Hubbub extends Emitter<HubbubEvents> {
     this.failAll(new HubbubError('closed', 'the client was closed'));
     this.settleConnect(new HubbubError('closed', 'the client was closed before it connected'));
     if (wasConnected) this.emit('disconnected', { code, reason, willReconnect: false });
+    this.emit('closed', { code, reason });
   }
 
   // ---- requests ---------------------------------------------------------------------------------
@@ -307,16 +313,16 @@ export class Hubbub extends Emitter<HubbubEvents> {
   }
 
   async publish(channel: string, data: Json, options: { kind?: string; timeout?: number } = {}): Promise<void> {
-    await this.request({ type: 'publish', channel, data, ...(options.kind ? { kind: options.kind } : {}) }, options);
+    await this.request({ type: 'publish', channel, data, ...(options.kind !== undefined ? { kind: options.kind } : {}) }, options);
   }
 
   /** A direct message to one connection (`{client}`) or every connection of a user (`{user}`); resolves with the number delivered. */
   send(to: DirectTarget, data: Json, options: { kind?: string; timeout?: number } = {}): Promise<number> {
-    return this.request<{ delivered: number }>({ type: 'send', to, data, ...(options.kind ? { kind: options.kind } : {}) }, options).then((r) => r.delivered);
+    return this.request<{ delivered: number }>({ type: 'send', to, data, ...(options.kind !== undefined ? { kind: options.kind } : {}) }, options).then((r) => r.delivered);
   }
 
   broadcast(data: Json, options: { kind?: string; timeout?: number } = {}): Promise<number> {
-    return this.request<{ delivered: number }>({ type: 'broadcast', data, ...(options.kind ? { kind: options.kind } : {}) }, options).then((r) => r.delivered);
+    return this.request<{ delivered: number }>({ type: 'broadcast', data, ...(options.kind !== undefined ? { kind: options.kind } : {}) }, options).then((r) => r.delivered);
   }
 
   presence(channel: string, options?: { timeout?: number }): Promise<ClientListEntry[]> {
@@ -605,6 +611,7 @@ export class Hubbub extends Emitter<HubbubEvents> {
     this.welcome = undefined;
     this.stopLiveness();
     const wasConnected = this._state === 'connected';
+    if (wasConnected) for (const entry of this.subs.values()) this.renewReady(entry);
     for (const [id, p] of this.pending) {
       this.pending.delete(id);
       this.clock.clearTimeout(p.timer);
@@ -644,9 +651,12 @@ export class Hubbub extends Emitter<HubbubEvents> {
     this.failAll(new HubbubError('closed', `the client stopped: ${reason}`));
     this.settleConnect(err);
     if (wasConnected) this.emit('disconnected', { code, reason, willReconnect: false });
+    if (!wasConnected && this.everConnected) this.emit('error', err);
+    this.emit('closed', { code, reason });
   }
 
   private failAll(err: HubbubError): void {
+    for (const entry of this.subs.values()) entry.refuse?.(new HubbubError(err.code, `subscribe ${entry.pattern}: ${err.message}`, 'subscribe'));
     for (const [id, p] of this.pending) {
       this.pending.delete(id);
       this.clock.clearTimeout(p.timer);
