@@ -64,7 +64,7 @@ describe('the SDK in Chromium', () => {
       const other = await TestClient.connect(srv.url);
       await other.request({ type: 'subscribe', channel: 'browser/in' });
       const result = await page.evaluate(async (url) => {
-        const { Hubbub } = await import('/client/index.js');
+        const { Hubbub } = await import(/* served by the static host */ '/client/index.js' as string);
         const hub = new Hubbub(url, { name: 'Chromium' });
         const got: unknown[] = [];
         const sub = hub.subscribe('browser/+', (data: unknown) => got.push(data));
@@ -98,7 +98,7 @@ describe('the SDK in Chromium', () => {
     let second: TestServer | undefined;
     try {
       await page.evaluate(async (url) => {
-        const { Hubbub } = await import('/client/index.js');
+        const { Hubbub } = await import(/* served by the static host */ '/client/index.js' as string);
         const hub = new Hubbub(url, { minReconnectDelay: 50, maxReconnectDelay: 200 });
         const w = window as unknown as { got: unknown[]; events: string[] };
         w.got = [];

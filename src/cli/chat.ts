@@ -4,7 +4,7 @@ import { Command, Option } from 'commander';
 import { channelNameError, type Subscription } from '../client/index.js';
 import type { ClientInfo, Sender } from '../protocol/frames.js';
 import { action, CliError, connectClient, Exit, urlOption } from './common.js';
-import { describeError, finish, sanitize, Session, showData, splitWord, withTimeout, type Colour } from './terminal.js';
+import { describeError, finish, sanitize, Session, showData, splitWord, withTimeout, type Colour, followConnection } from './terminal.js';
 
 const COMMANDS: [usage: string, help: string][] = [
   ['<text>', 'say something to the room (start with // to say a line that begins with /)'],
@@ -92,20 +92,7 @@ async function runChat(opts: ChatOptions): Promise<void> {
     if (joining > 0 && err.request === 'subscribe') return; // reported by /join itself
     say(describeError(err), 'red');
   });
-  hub.on('disconnected', (info) => {
-    if (closing) return;
-    if (info.willReconnect) say(`* connection lost (${info.code}${info.reason ? ` ${sanitize(info.reason)}` : ''}); reconnecting`, 'gray');
-    else stop(`the server ended the connection: ${sanitize(info.reason)} (${info.code})`);
-  });
-  hub.on('reconnecting', (r) => say(`* reconnecting in ${r.delay} ms (attempt ${r.attempt})`, 'gray'));
-  hub.on('connected', (c) => {
-    if (c.reconnected) say('* reconnected', 'gray');
-  });
-  // The SDK gives up silently when a reconnection is refused for good (no `disconnected` then): watch its state.
-  const watch = setInterval(() => {
-    if (hub.state === 'closed' && !closing) stop('the connection is closed and the client gave up reconnecting');
-  }, 500);
-  watch.unref();
+  followConnection(hub, { say, stop, isClosing: () => closing, reconnected: () => '* reconnected' });
 
   function stop(message: string): void {
     if (closing) return;
@@ -194,6 +181,5 @@ async function runChat(opts: ChatOptions): Promise<void> {
 
   const code = await session.start();
   closing = true;
-  clearInterval(watch);
   finish(hub, code);
 }

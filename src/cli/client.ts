@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { channelNameError, HubbubError, type Hubbub, type Subscription } from '../client/index.js';
 import type { ClientListEntry, DirectTarget, Json, ServerFrame } from '../protocol/frames.js';
 import { action, CliError, connectClient, Exit, parseData, urlOption } from './common.js';
-import { describeError, finish, plural, sanitize, sender, Session, showData, splitWord, withTimeout, type Colour } from './terminal.js';
+import { describeError, finish, plural, sanitize, sender, Session, showData, splitWord, withTimeout, type Colour, followConnection } from './terminal.js';
 
 const COMMANDS: [usage: string, help: string][] = [
   ['text <msg>', 'publish {"text": msg} with kind text to the room'],
@@ -90,20 +90,7 @@ async function runClient(opts: ClientOptions): Promise<void> {
     if (subscribing > 0 && err.request === 'subscribe') return;
     fail(err);
   });
-  hub.on('disconnected', (info) => {
-    if (closing) return;
-    if (info.willReconnect) say(`* connection lost (${info.code}${info.reason ? ` ${sanitize(info.reason)}` : ''}); reconnecting`, 'gray');
-    else stop(`the server ended the connection: ${sanitize(info.reason)} (${info.code})`);
-  });
-  hub.on('reconnecting', (r) => say(`* reconnecting in ${r.delay} ms (attempt ${r.attempt})`, 'gray'));
-  hub.on('connected', (c) => {
-    if (c.reconnected) say(`* reconnected as ${c.client}`, 'gray');
-  });
-  // The SDK gives up silently when a reconnection is refused for good (no `disconnected` then): watch its state.
-  const watch = setInterval(() => {
-    if (hub.state === 'closed' && !closing) stop('the connection is closed and the client gave up reconnecting');
-  }, 500);
-  watch.unref();
+  followConnection(hub, { say, stop, isClosing: () => closing, reconnected: (client) => `* reconnected as ${client}` });
 
   function stop(message: string): void {
     if (closing) return;
@@ -269,7 +256,6 @@ async function runClient(opts: ClientOptions): Promise<void> {
 
   const code = await session.start();
   closing = true;
-  clearInterval(watch);
   finish(hub, code);
 }
 

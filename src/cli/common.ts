@@ -1,5 +1,5 @@
 /** What every client-side command shares: the --url option, connecting, one-line errors, exit codes. */
-import { Option } from 'commander';
+import { InvalidArgumentError, Option, type CommanderError } from 'commander';
 import { Hubbub, HubbubError, type HubbubClientOptions } from '../client/index.js';
 import type { Json } from '../protocol/frames.js';
 
@@ -89,4 +89,18 @@ export function parseData(text: string): Json {
   } catch {
     return text;
   }
+}
+
+/** Commander's own usage errors (unknown option, missing argument, bad number) exit 2, like ours. */
+export function usageExit(err: CommanderError): never {
+  process.exit(err.exitCode === 0 ? Exit.Ok : Exit.Usage);
+}
+
+/** An option parser for whole numbers of at least `min`. */
+export function wholeNumber(min: number): (value: string) => number {
+  return (value: string) => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`expected a whole number of at least ${min}.`);
+    return n;
+  };
 }

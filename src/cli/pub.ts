@@ -1,9 +1,9 @@
 /** `hubbub pub`: publish messages and exit once the server has acknowledged them (like mosquitto_pub). */
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Command, InvalidArgumentError, Option, type CommanderError } from 'commander';
+import { Command, Option } from 'commander';
 import type { Hubbub, Json } from '../client/index.js';
-import { action, CliError, connectClient, Exit, parseData, urlOption } from './common.js';
+import { action, CliError, connectClient, Exit, parseData, urlOption, usageExit, wholeNumber } from './common.js';
 
 interface PubOptions {
   url: string;
@@ -132,17 +132,4 @@ class Publisher {
   private check(): void {
     if (this.failure) throw this.failure;
   }
-}
-
-function wholeNumber(min: number): (value: string) => number {
-  return (value) => {
-    const n = Number(value);
-    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`expected a whole number of at least ${min}.`);
-    return n;
-  };
-}
-
-/** Commander's own usage errors (unknown option, missing argument, bad number) exit 2, like ours. */
-function usageExit(err: CommanderError): never {
-  process.exit(err.exitCode === 0 ? Exit.Ok : Exit.Usage);
 }

@@ -1,7 +1,7 @@
 /** `hubbub sub`: subscribe and print every message, one per line (like mosquitto_sub). */
-import { Command, InvalidArgumentError, Option, type CommanderError } from 'commander';
+import { Command, Option } from 'commander';
 import { HubbubError, patternError, type Json, type MessageFrame, type PresenceEventFrame } from '../client/index.js';
-import { action, CliError, connectClient, Exit, urlOption } from './common.js';
+import { action, CliError, connectClient, Exit, urlOption, usageExit, wholeNumber } from './common.js';
 
 interface SubOptions {
   url: string;
@@ -19,7 +19,7 @@ export function subCommand(): Command {
     .description('subscribe to channels or patterns and print every message received, one per line')
     .argument('<pattern...>', 'channel names or MQTT-style patterns (+ is one level, # any number of levels)')
     .addOption(urlOption())
-    .addOption(new Option('-n, --count <n>', 'exit 0 after receiving n messages').argParser(positiveInt))
+    .addOption(new Option('-n, --count <n>', 'exit 0 after receiving n messages').argParser(wholeNumber(1)))
     .option('--json', 'print each server frame as one line of JSON instead of "<channel> <data>"')
     .option('-p, --presence', 'also print join/leave events of the exact channels subscribed to')
     .option('-v, --verbose', 'print status (connected, reconnecting, disconnected) on stderr even when it is not a terminal')
@@ -154,15 +154,4 @@ async function run(patterns: string[], opts: SubOptions): Promise<void> {
 export function formatData(data: Json): string {
   if (typeof data === 'string' && !/[\r\n]/.test(data)) return data;
   return JSON.stringify(data);
-}
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a whole number of at least 1.');
-  return n;
-}
-
-/** Commander's own usage errors (unknown option, missing argument, bad number) exit 2, like ours. */
-function usageExit(err: CommanderError): never {
-  process.exit(err.exitCode === 0 ? Exit.Ok : Exit.Usage);
 }

@@ -234,3 +234,25 @@ export function finish(hub: Hubbub, code: number): void {
   process.exitCode = code;
   setTimeout(() => process.exit(code), 1000).unref();
 }
+
+/**
+ * Tell the user about the connection: lost (and reconnecting), reconnected, or given up for good
+ * (a terminal close code, a refused reconnection, or attempts exhausted), which calls `stop`.
+ */
+export function followConnection(
+  hub: Hubbub,
+  handlers: { say: (text: string, colour?: Colour) => void; stop: (message: string) => void; isClosing: () => boolean; reconnected: (client: string) => string },
+): void {
+  hub.on('disconnected', (info) => {
+    if (handlers.isClosing()) return;
+    if (info.willReconnect) handlers.say(`* connection lost (${info.code}${info.reason ? ` ${sanitize(info.reason)}` : ''}); reconnecting`, 'gray');
+    else handlers.stop(`the server ended the connection: ${sanitize(info.reason)} (${info.code})`);
+  });
+  hub.on('reconnecting', (r) => handlers.say(`* reconnecting in ${r.delay} ms (attempt ${r.attempt})`, 'gray'));
+  hub.on('connected', (c) => {
+    if (c.reconnected) handlers.say(handlers.reconnected(c.client), 'gray');
+  });
+  hub.on('closed', (info) => {
+    if (!handlers.isClosing()) handlers.stop(`the client gave up reconnecting: ${sanitize(info.reason)}`);
+  });
+}
