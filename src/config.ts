@@ -20,9 +20,37 @@ export interface Config {
   max_queue_bytes: number;
   shutdown_timeout: number;
   log_level: LogLevel;
+  auth: 'optional' | 'required';
+  auth_timeout: number;
+  jwt_secret: string;
+  jwt_public_key: string;
+  jwks: string;
+  jwt_algorithms: string[];
+  jwt_issuer: string;
+  jwt_audience: string;
+  jwt_clock_tolerance: number;
+  allowed_origins: string[];
+  tls_cert: string;
+  tls_key: string;
+  allow_client_send: boolean;
+  allow_client_broadcast: boolean;
+  max_connections_per_ip: number;
+  max_connections_per_user: number;
+  connection_rate_per_ip: number;
+  message_rate: number;
+  message_burst: number;
+  max_subscriptions: number;
+  max_channel_length: number;
+  /** Per-namespace rules (config file only); see src/auth/permissions.ts. */
+  namespaces: Record<string, NamespaceRuleInput>;
+  /** The rule for channels whose namespace has none (config file only). */
+  default_namespace: NamespaceRuleInput;
 }
 
-type Kind = 'string' | 'port' | 'int' | 'bytes' | 'duration' | 'list' | 'level';
+/** A namespace rule as written in the config file; validated by src/auth/permissions.ts. */
+export type NamespaceRuleInput = Record<string, unknown>;
+
+type Kind = 'string' | 'text' | 'port' | 'int' | 'bytes' | 'duration' | 'list' | 'level' | 'auth' | 'bool' | 'object';
 
 export interface Setting {
   key: keyof Config;
@@ -46,9 +74,38 @@ export const settings: Setting[] = [
   { key: 'max_queue_bytes', flag: '--max-queue-bytes', arg: '<bytes>', env: 'HUBBUB_MAX_QUEUE_BYTES', kind: 'bytes', default: 8388608, description: 'Bound on bytes waiting to be written to one client: a client above it for 1 s, or at twice it, is closed as a slow consumer (4001).' },
   { key: 'shutdown_timeout', flag: '--shutdown-timeout', arg: '<ms>', env: 'HUBBUB_SHUTDOWN_TIMEOUT', kind: 'duration', default: 5000, description: 'On SIGINT/SIGTERM, how long clients get to close before they are dropped.' },
   { key: 'log_level', flag: '--log-level', arg: '<level>', env: 'HUBBUB_LOG_LEVEL', kind: 'level', default: 'info', description: 'One of trace, debug, info, warn, error, fatal, silent.' },
+  // ---- access control
+  { key: 'auth', flag: '--auth', arg: '<mode>', env: 'HUBBUB_AUTH', kind: 'auth', default: 'optional', description: 'optional: anonymous clients are allowed where namespace rules permit; required: a connection must present a valid token within auth_timeout.' },
+  { key: 'auth_timeout', flag: '--auth-timeout', arg: '<ms>', env: 'HUBBUB_AUTH_TIMEOUT', kind: 'duration', default: 10000, description: 'With auth required, how long a connection has to present a valid token before it is closed (4501).' },
+  { key: 'jwt_secret', flag: '--jwt-secret', arg: '<secret>', env: 'HUBBUB_JWT_SECRET', kind: 'text', default: '', description: 'Shared secret for HS256/HS384/HS512 tokens.' },
+  { key: 'jwt_public_key', flag: '--jwt-public-key', arg: '<file>', env: 'HUBBUB_JWT_PUBLIC_KEY', kind: 'text', default: '', description: 'PEM file with the public key (SPKI) for RS256/ES256/EdDSA tokens.' },
+  { key: 'jwks', flag: '--jwks', arg: '<file|url>', env: 'HUBBUB_JWKS', kind: 'text', default: '', description: 'JWKS file or http(s) URL with the token verification keys (a URL is cached and refreshed).' },
+  { key: 'jwt_algorithms', flag: '--jwt-algorithms', arg: '<list>', env: 'HUBBUB_JWT_ALGORITHMS', kind: 'list', default: [], description: 'Algorithm allowlist; empty means HS256,HS384,HS512 with a secret and RS256,ES256,EdDSA with a key. "none" is never accepted.' },
+  { key: 'jwt_issuer', flag: '--jwt-issuer', arg: '<iss>', env: 'HUBBUB_JWT_ISSUER', kind: 'text', default: '', description: 'When set, tokens must carry this iss.' },
+  { key: 'jwt_audience', flag: '--jwt-audience', arg: '<aud>', env: 'HUBBUB_JWT_AUDIENCE', kind: 'text', default: '', description: 'When set, tokens must carry this aud.' },
+  { key: 'jwt_clock_tolerance', flag: '--jwt-clock-tolerance', arg: '<ms>', env: 'HUBBUB_JWT_CLOCK_TOLERANCE', kind: 'duration', default: 5000, description: 'Clock skew allowed when checking exp and nbf.' },
+  { key: 'allowed_origins', flag: '--allowed-origins', arg: '<list>', env: 'HUBBUB_ALLOWED_ORIGINS', kind: 'list', default: [], description: 'Exact Origin values allowed to open WebSockets (comma-separated); others get 403. Empty allows any origin, with a warning.' },
+  { key: 'tls_cert', flag: '--tls-cert', arg: '<file>', env: 'HUBBUB_TLS_CERT', kind: 'text', default: '', description: 'PEM certificate (chain): serve HTTPS and WSS on the same port (needs tls_key).' },
+  { key: 'tls_key', flag: '--tls-key', arg: '<file>', env: 'HUBBUB_TLS_KEY', kind: 'text', default: '', description: 'PEM private key for tls_cert.' },
+  { key: 'allow_client_send', flag: '--allow-client-send', arg: '<bool>', env: 'HUBBUB_ALLOW_CLIENT_SEND', kind: 'bool', default: true, description: 'Whether clients may send direct messages (the HTTP API always may).' },
+  { key: 'allow_client_broadcast', flag: '--allow-client-broadcast', arg: '<bool>', env: 'HUBBUB_ALLOW_CLIENT_BROADCAST', kind: 'bool', default: false, description: 'Whether clients may broadcast to everyone (the HTTP API always may).' },
+  // ---- limits
+  { key: 'max_connections_per_ip', flag: '--max-connections-per-ip', arg: '<n>', env: 'HUBBUB_MAX_CONNECTIONS_PER_IP', kind: 'int', default: 0, description: 'Most concurrent connections from one IP address (HTTP 503 beyond). 0: no limit (many users may share one address behind NAT).' },
+  { key: 'max_connections_per_user', flag: '--max-connections-per-user', arg: '<n>', env: 'HUBBUB_MAX_CONNECTIONS_PER_USER', kind: 'int', default: 0, description: 'Most concurrent connections of one user; the connection that would exceed it is closed (4004). 0: no limit.' },
+  { key: 'connection_rate_per_ip', flag: '--connection-rate-per-ip', arg: '<n>', env: 'HUBBUB_CONNECTION_RATE_PER_IP', kind: 'int', default: 0, description: 'Most new connections per second from one IP address (burst of the same size; HTTP 429 beyond). 0: no limit.' },
+  { key: 'message_rate', flag: '--message-rate', arg: '<n>', env: 'HUBBUB_MESSAGE_RATE', kind: 'int', default: 1000, description: 'Frames per second one connection may send (token bucket). Over it: rate_limited errors; still over it after a burst’s worth of refusals: closed (4003). 0: no limit.' },
+  { key: 'message_burst', flag: '--message-burst', arg: '<n>', env: 'HUBBUB_MESSAGE_BURST', kind: 'int', default: 2000, description: 'Bucket size of message_rate: frames a connection may send at once after a quiet spell.' },
+  { key: 'max_subscriptions', flag: '--max-subscriptions', arg: '<n>', env: 'HUBBUB_MAX_SUBSCRIPTIONS', kind: 'int', default: 1000, description: 'Most subscriptions per connection (rate_limited beyond). 0: no limit.' },
+  { key: 'max_channel_length', flag: '--max-channel-length', arg: '<bytes>', env: 'HUBBUB_MAX_CHANNEL_LENGTH', kind: 'int', default: 255, description: 'Longest channel name or pattern, in bytes of UTF-8 (at most 255).' },
 ];
 
-export const defaults: Config = Object.fromEntries(settings.map((s) => [s.key, s.default])) as unknown as Config;
+/** Settings that only a config file can hold (structured values). */
+export const fileOnlySettings: { key: keyof Config; default: Config[keyof Config]; description: string }[] = [
+  { key: 'namespaces', default: {}, description: 'Per-namespace permission rules: {"<namespace>": {subscribe, publish, presence, history, user_channel}}.' },
+  { key: 'default_namespace', default: {}, description: 'The rule for channels whose namespace has no entry in namespaces.' },
+];
+
+export const defaults: Config = Object.fromEntries([...settings, ...fileOnlySettings].map((s) => [s.key, s.default])) as unknown as Config;
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -84,6 +141,20 @@ function coerce(setting: Setting, value: unknown, source: string): Config[keyof 
     case 'string':
       if (typeof value !== 'string' || value === '') throw new ConfigError(`${what}: expected a non-empty string`);
       return value;
+    case 'text':
+      if (typeof value !== 'string') throw new ConfigError(`${what}: expected a string`);
+      return value;
+    case 'auth':
+      if (value !== 'optional' && value !== 'required') throw new ConfigError(`${what}: expected optional or required, got ${JSON.stringify(value)}`);
+      return value;
+    case 'bool':
+      if (typeof value === 'boolean') return value;
+      if (value === 'true' || value === '1' || value === 'yes') return true;
+      if (value === 'false' || value === '0' || value === 'no') return false;
+      throw new ConfigError(`${what}: expected true or false, got ${JSON.stringify(value)}`);
+    case 'object':
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(`${what}: expected an object`);
+      return value as Record<string, unknown>;
     case 'port': {
       const n = typeof value === 'string' ? Number(value) : value;
       if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 65535) throw new ConfigError(`${what}: expected a port number 0-65535, got ${JSON.stringify(value)}`);
@@ -132,11 +203,16 @@ export function readConfigFile(path: string): Partial<Config> {
   if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`config file ${path} must hold an object`);
   const out: Partial<Config> = {};
   for (const [key, value] of Object.entries(raw)) {
-    const setting = settings.find((s) => s.key === key);
+    const setting = settings.find((s) => s.key === key) ?? fileOnly(key);
     if (!setting) throw new ConfigError(`config file ${path}: unknown key "${key}" (see docs/configuration.md)`);
     (out as Record<string, unknown>)[key] = coerce(setting, value, path);
   }
   return out;
+}
+
+function fileOnly(key: string): Setting | undefined {
+  const f = fileOnlySettings.find((s) => s.key === key);
+  return f && { key: f.key, flag: '', arg: '', env: '', kind: 'object', default: f.default, description: f.description };
 }
 
 /** Settings present in the environment. */
@@ -170,5 +246,8 @@ export function loadConfig(opts: { flags?: Partial<Record<keyof Config, unknown>
   if (config.max_message_size < 256) throw new ConfigError(`max_message_size must be at least 256 bytes`);
   // A delivered message is its payload plus an envelope, so one full-size message must fit with room to spare.
   if (config.max_queue_bytes < 2 * config.max_message_size) throw new ConfigError('max_queue_bytes must be at least twice max_message_size');
+  if (config.max_channel_length < 1 || config.max_channel_length > 255) throw new ConfigError('max_channel_length must be between 1 and 255');
+  if (Boolean(config.tls_cert) !== Boolean(config.tls_key)) throw new ConfigError('tls_cert and tls_key go together: set both or neither');
+  if (config.jwt_algorithms.some((a) => a.toLowerCase() === 'none')) throw new ConfigError('jwt_algorithms: "none" is never allowed');
   return config;
 }

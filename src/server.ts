@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { WebSocketServer } from 'ws';
-import { defaults, type Config } from './config.js';
+import { ConfigError, defaults, type Config } from './config.js';
 import type { Broker } from './engine/broker.js';
 import { MemoryBroker } from './engine/memory-broker.js';
 import { Api } from './http/api.js';
@@ -11,7 +12,11 @@ import { Hub } from './hub/hub.js';
 import { Session } from './hub/session.js';
 import { createLogger, type Logger } from './log.js';
 import { CloseCode, ErrorCode } from './protocol/errors.js';
-import { attachWebSocket } from './transport/ws-server.js';
+import { attachWebSocket, type Admission } from './transport/ws-server.js';
+import { TokenVerifier, type Identity } from './auth/jwt.js';
+import { Permissions } from './auth/permissions.js';
+import { KeyedBuckets } from './limits/token-bucket.js';
+import { HubbubError } from './protocol/errors.js';
 import { VERSION } from './version.js';
 
 export interface HubbubOptions {
@@ -31,7 +36,11 @@ export class HubbubServer {
   readonly logger: Logger;
   readonly hub: Hub;
   readonly http: Server;
+  readonly verifier: TokenVerifier | undefined;
+  readonly permissions: Permissions;
   private readonly api: Api;
+  private readonly perIp = new Map<string, number>();
+  private readonly connectRate: KeyedBuckets | undefined;
   private readonly wss: WebSocketServer;
   private readonly testPage: Buffer;
   private shuttingDown = false;
@@ -40,27 +49,80 @@ export class HubbubServer {
   constructor(options: HubbubOptions = {}) {
     this.config = { ...defaults, ...options.config };
     this.logger = options.logger ?? createLogger(this.config.log_level);
-    this.hub = new Hub({ broker: options.broker ?? new MemoryBroker(), logger: this.logger, heartbeatMs: this.config.heartbeat });
+    this.hub = new Hub({
+      broker: options.broker ?? new MemoryBroker(),
+      logger: this.logger,
+      heartbeatMs: this.config.heartbeat,
+      canRead: (client, channel) => this.permissions.canRead(client, channel),
+    });
     this.api = new Api({ hub: this.hub, logger: this.logger, apiKeys: this.config.api_keys, maxBodyBytes: this.config.max_message_size, version: VERSION });
     const page = readFileSync(new URL('../public/index.html', import.meta.url), 'utf8');
     this.testPage = Buffer.from(page.replace('<meta name="hubbub-ws-path" content="/ws">', `<meta name="hubbub-ws-path" content="${escapeAttr(this.config.ws_path)}">`));
-    this.http = createServer((req, res) => this.onRequest(req, res));
-    this.wss = attachWebSocket(this.http, {
-      path: this.config.ws_path,
-      maxMessageSize: this.config.max_message_size,
-      maxQueueBytes: this.config.max_queue_bytes,
-      admit: () => {
-        if (this.shuttingDown) return { status: 503, code: ErrorCode.Unavailable, message: 'server shutting down' };
-        const max = this.config.max_connections;
-        if (max > 0 && this.hub.clients.size >= max) {
-          return { status: 503, code: ErrorCode.TooManyConnections, message: `the server is at its limit of ${max} connections` };
-        }
-        return undefined;
-      },
-      onConnection: (transport) => {
-        new Session(transport, { hub: this.hub, logger: this.logger, serverVersion: VERSION, heartbeatMs: this.config.heartbeat });
+    this.verifier = TokenVerifier.create(this.config);
+    if (this.config.auth === 'required' && !this.verifier) throw new ConfigError('auth required needs a way to verify tokens: set jwt_secret, jwt_public_key or jwks');
+    this.permissions = new Permissions(this.config.namespaces, this.config.default_namespace);
+    const c = this.config;
+    this.connectRate = c.connection_rate_per_ip > 0 ? new KeyedBuckets(c.connection_rate_per_ip, c.connection_rate_per_ip) : undefined;
+    const onRequest = (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res);
+    this.http = c.tls_cert ? (createHttpsServer({ cert: readFile(c.tls_cert, 'tls_cert'), key: readFile(c.tls_key, 'tls_key') }, onRequest) as unknown as Server) : createServer(onRequest);
+    this.wss = attachWebSocket<Identity | undefined>(this.http, {
+      path: c.ws_path,
+      maxMessageSize: c.max_message_size,
+      maxQueueBytes: c.max_queue_bytes,
+      admit: (req) => this.admit(req),
+      onConnection: (transport, _req, identity) => {
+        const ip = transport.remoteAddress;
+        this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
+        new Session(transport, {
+          hub: this.hub,
+          logger: this.logger,
+          serverVersion: VERSION,
+          config: c,
+          verifier: this.verifier,
+          permissions: this.permissions,
+          identity,
+          onClosed: () => {
+            const n = (this.perIp.get(ip) ?? 1) - 1;
+            if (n <= 0) this.perIp.delete(ip);
+            else this.perIp.set(ip, n);
+          },
+        });
       },
     });
+  }
+
+  /**
+   * Admission control for a WebSocket upgrade, cheapest checks first: shutdown, origin, connection
+   * rate and counts, then the token (query parameter `token` or `Authorization: Bearer`).
+   */
+  private admit(req: IncomingMessage): Admission<Identity | undefined> | Promise<Admission<Identity | undefined>> {
+    const c = this.config;
+    const refuse = (status: number, code: string, message: string) => ({ refuse: { status, code, message } });
+    if (this.shuttingDown) return refuse(503, ErrorCode.Unavailable, 'server shutting down');
+    const origin = req.headers.origin;
+    if (c.allowed_origins.length > 0 && origin !== undefined && !c.allowed_origins.includes(origin)) {
+      return refuse(403, ErrorCode.Forbidden, `origin ${origin} is not allowed`);
+    }
+    const ip = req.socket.remoteAddress ?? '';
+    if (this.connectRate && !this.connectRate.take(ip)) return refuse(429, ErrorCode.RateLimited, `more than ${c.connection_rate_per_ip} connections per second from ${ip}`);
+    if (c.max_connections > 0 && this.hub.clients.size >= c.max_connections) {
+      return refuse(503, ErrorCode.TooManyConnections, `the server is at its limit of ${c.max_connections} connections`);
+    }
+    if (c.max_connections_per_ip > 0 && (this.perIp.get(ip) ?? 0) >= c.max_connections_per_ip) {
+      return refuse(503, ErrorCode.TooManyConnections, `${ip} already has ${c.max_connections_per_ip} connections`);
+    }
+    const token = upgradeToken(req);
+    if (token === undefined) return { accept: undefined };
+    if (!this.verifier) return refuse(401, ErrorCode.Unauthorized, 'this server verifies no tokens (no jwt_secret, jwt_public_key or jwks is configured)');
+    return this.verifier.verify(token).then(
+      (identity): Admission<Identity | undefined> => {
+        if (c.max_connections_per_user > 0 && this.hub.userConnections(identity.user) >= c.max_connections_per_user) {
+          return refuse(503, ErrorCode.TooManyConnections, `user ${identity.user} already has ${c.max_connections_per_user} connections`);
+        }
+        return { accept: identity };
+      },
+      (err: unknown) => refuse(401, ErrorCode.Unauthorized, err instanceof HubbubError ? err.message : 'invalid token'),
+    );
   }
 
   /** Start the hub and listen. Resolves with the bound address. */
@@ -76,10 +138,20 @@ export class HubbubServer {
     const address = this.address;
     this.logger.info(
       { host: address.address, port: address.port, ws_path: this.config.ws_path, broker: this.hub.brokerName, version: VERSION },
-      `hubbub listening on http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port} (WebSocket at ${this.config.ws_path})`,
+      `hubbub listening on ${this.config.tls_cert ? 'https' : 'http'}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port} (WebSocket at ${this.config.ws_path})`,
     );
     if (this.config.api_keys.length === 0) {
       this.logger.warn('no API key configured: the HTTP API answers requests from loopback only (set --api-key or HUBBUB_API_KEY)');
+    }
+    const auth = this.config.auth;
+    this.logger[auth === 'optional' ? 'warn' : 'info'](
+      { auth, tokens: this.verifier ? this.verifier.algorithms.join(',') : 'none' },
+      auth === 'optional'
+        ? `auth is optional: anonymous clients are allowed where namespace rules permit${this.verifier ? '' : ', and no token verification is configured (development mode)'}`
+        : 'auth is required: every connection must present a valid token',
+    );
+    if (this.config.allowed_origins.length === 0) {
+      this.logger.warn('allowed_origins is empty: WebSocket upgrades from any Origin are accepted (set --allowed-origins in production)');
     }
     return address;
   }
@@ -132,6 +204,24 @@ export class HubbubServer {
     } else {
       sendError(res, 404, ErrorCode.NotFound, `nothing at ${path}`);
     }
+  }
+}
+
+/** The token offered at the upgrade: `?token=` or `Authorization: Bearer`. */
+function upgradeToken(req: IncomingMessage): string | undefined {
+  const header = req.headers.authorization;
+  const bearer = header ? /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] : undefined;
+  if (bearer) return bearer;
+  const q = (req.url ?? '').indexOf('?');
+  if (q < 0) return undefined;
+  return new URLSearchParams((req.url ?? '').slice(q + 1)).get('token') ?? undefined;
+}
+
+function readFile(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new ConfigError(`cannot read ${what} ${path}: ${(err as Error).message}`);
   }
 }
 

@@ -15,10 +15,14 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-/** Start a server on 127.0.0.1 with an OS-chosen port. Logs are silent unless HUBBUB_TEST_LOG is set. */
+/**
+ * Start a server on 127.0.0.1 with an OS-chosen port. Logs are silent unless HUBBUB_TEST_LOG is set.
+ * Client broadcasts are switched on (they are off by default) because most suites exercise them;
+ * test/access.test.ts checks the default.
+ */
 export async function startServer(config: Partial<Config> = {}): Promise<TestServer> {
   const logger = createLogger((process.env.HUBBUB_TEST_LOG as Config['log_level']) ?? 'silent', { pretty: false });
-  const server = new HubbubServer({ config: { host: '127.0.0.1', port: 0, ...config }, logger });
+  const server = new HubbubServer({ config: { host: '127.0.0.1', port: 0, allow_client_broadcast: true, ...config }, logger });
   const { port } = await server.listen();
   return {
     server,

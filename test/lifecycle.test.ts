@@ -67,7 +67,7 @@ describe('heartbeat', () => {
 
 describe('slow consumers', () => {
   it('closes a client that does not read (4001) while others get every message', async () => {
-    const srv = await startServer({ max_message_size: 16384, max_queue_bytes: 1 << 20 });
+    const srv = await startServer({ max_message_size: 16384, max_queue_bytes: 1 << 20, message_rate: 0 });
     try {
       const slow = await TestClient.connect(srv.url);
       const fast = await TestClient.connect(srv.url);

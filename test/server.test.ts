@@ -17,7 +17,8 @@ async function client(hello?: Record<string, unknown>): Promise<TestClient> {
 const isMsg = (channel?: string) => (f: Frame) => f.type === 'message' && (channel === undefined || f.channel === channel);
 
 before(async () => {
-  srv = await startServer();
+  // No message rate limit here: these tests send bursts on purpose (limits: test/access.test.ts).
+  srv = await startServer({ message_rate: 0 });
 });
 after(async () => {
   await Promise.all(open.map((c) => c.close()));

@@ -35,7 +35,16 @@ Examples:
       throw err;
     }
     const logger = createLogger(config.log_level);
-    const server = new HubbubServer({ config, logger });
+    let server: HubbubServer;
+    try {
+      server = new HubbubServer({ config, logger });
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        process.stderr.write(`hubbub: ${err.message}\n`);
+        process.exit(2);
+      }
+      throw err;
+    }
     try {
       await server.listen();
     } catch (err) {

@@ -1,10 +1,12 @@
-import type { ClientInfo, ClientListEntry } from '../protocol/frames.js';
+import type { ClientInfo, ClientListEntry, Json } from '../protocol/frames.js';
 import type { Transport } from '../transport/transport.js';
 
 export interface Subscription {
   readonly pattern: string;
   /** Receives join/leave events of the channel (exact channels only). */
   presence: boolean;
+  /** Publications are checked against the client's read permission before delivery (see auth/permissions.ts). */
+  filtered: boolean;
 }
 
 /** One connected client: identity, subscriptions and the transport it is reached through. */
@@ -16,8 +18,16 @@ export class Client {
   seen = true;
   /** Heartbeat sweeps in a row that found the peer silent. */
   silentSweeps = 0;
-  /** Whether `hello` has been received. */
+  /** Whether `hello` has been received (it is accepted once). */
   identified = false;
+  /** Identified by a verified token, or by the development identity: namespace rule `authenticated`. */
+  authenticated = false;
+  /** Channel patterns granted by the token. */
+  channels: string[] | undefined;
+  /** The token's `info` claim, shown in presence. */
+  claims: Json | undefined;
+  /** When the token expires (ms since the epoch). */
+  expiresAt: number | undefined;
   user: string | undefined;
   name: string | undefined;
   version: string | undefined;
@@ -31,7 +41,6 @@ export class Client {
   ) {}
 
   identify(fields: { user?: string; name?: string; version?: string }): void {
-    this.identified = true;
     this.user = fields.user;
     this.name = fields.name;
     this.version = fields.version;
@@ -50,6 +59,8 @@ export class Client {
   }
 
   listEntry(): ClientListEntry {
-    return { ...this.info(), connected_at: this.connectedAt };
+    const entry: ClientListEntry = { ...this.info(), connected_at: this.connectedAt };
+    if (this.claims !== undefined) entry.info = this.claims;
+    return entry;
   }
 }

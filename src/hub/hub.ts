@@ -13,6 +13,8 @@ export interface HubOptions {
   logger: Logger;
   /** Heartbeat period in ms: the server pings every client this often. */
   heartbeatMs: number;
+  /** Read permission for filtered (wildcard) subscriptions: may this client receive a publication on this channel? */
+  canRead?: (client: Client, channel: string) => boolean;
 }
 
 export interface HubStats {
@@ -50,6 +52,8 @@ export class Hub {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private sweeps = 0;
   private publicationSeq = 0;
+  /** Subscriptions whose deliveries are checked one by one; while there are none, the hot path skips the check. */
+  private filteredSubs = 0;
   private readonly matched: TrieNode<Client, Subscription>[] = [];
   private readonly collect = (node: TrieNode<Client, Subscription>): void => {
     this.matched.push(node);
@@ -86,8 +90,18 @@ export class Hub {
     this.clients.set(client.id, client);
   }
 
-  /** Record the identity from `hello` and index the client by user. */
+  /** Number of this node's connections of a user. */
+  userConnections(user: string): number {
+    return this.users.get(user)?.size ?? 0;
+  }
+
+  /** Record the identity (from `hello` or a token) and index the client by user. */
   identify(client: Client, fields: { user?: string; name?: string; version?: string }): void {
+    if (client.user !== undefined && client.user !== fields.user) {
+      const set = this.users.get(client.user);
+      set?.delete(client);
+      if (set?.size === 0) this.users.delete(client.user);
+    }
     client.identify(fields);
     if (client.user !== undefined) {
       let set = this.users.get(client.user);
@@ -99,7 +113,7 @@ export class Hub {
   /** Forget a client whose transport has closed: its subscriptions end and its presence leaves. */
   remove(client: Client): void {
     if (!this.clients.delete(client.id)) return;
-    for (const sub of client.subs.values()) this.dropSubscription(client, sub.pattern);
+    for (const sub of client.subs.values()) this.dropSubscription(client, sub);
     client.subs.clear();
     if (client.user !== undefined) {
       const set = this.users.get(client.user);
@@ -111,14 +125,17 @@ export class Hub {
   // ---- subscriptions -------------------------------------------------------------------------
 
   /** Subscribe (or update the presence flag of an existing subscription). Pattern already validated. */
-  subscribe(client: Client, pattern: string, presence: boolean): void {
+  subscribe(client: Client, pattern: string, presence: boolean, filtered = false): void {
     const exact = !isWildcard(pattern);
     const existing = client.subs.get(pattern);
     if (existing) {
+      if (existing.filtered !== filtered) this.filteredSubs += filtered ? 1 : -1;
+      existing.filtered = filtered;
       this.setWatching(client, pattern, (existing.presence = presence && exact));
       return;
     }
-    const sub: Subscription = { pattern, presence: presence && exact };
+    const sub: Subscription = { pattern, presence: presence && exact, filtered };
+    if (filtered) this.filteredSubs++;
     client.subs.set(pattern, sub);
     this.trie.add(pattern, client, sub);
     if (exact) {
@@ -139,12 +156,16 @@ export class Hub {
 
   /** Returns false when the client had no subscription to exactly this pattern. */
   unsubscribe(client: Client, pattern: string): boolean {
-    if (!client.subs.delete(pattern)) return false;
-    this.dropSubscription(client, pattern);
+    const sub = client.subs.get(pattern);
+    if (!sub) return false;
+    client.subs.delete(pattern);
+    this.dropSubscription(client, sub);
     return true;
   }
 
-  private dropSubscription(client: Client, pattern: string): void {
+  private dropSubscription(client: Client, sub: Subscription): void {
+    const pattern = sub.pattern;
+    if (sub.filtered) this.filteredSubs--;
     this.trie.remove(pattern, client);
     if (!isWildcard(pattern)) {
       this.setWatching(client, pattern, false);
@@ -284,12 +305,24 @@ export class Hub {
       const node = matched[i]!;
       const frame = new Outgoing(head + JSON.stringify(node.pattern) + tail);
       let sent = 0;
-      for (const client of node.subs.keys()) {
-        if (dedupe) {
-          if (client.lastPublication === seq) continue;
-          client.lastPublication = seq;
+      if (this.filteredSubs === 0) {
+        for (const client of node.subs.keys()) {
+          if (dedupe) {
+            if (client.lastPublication === seq) continue;
+            client.lastPublication = seq;
+          }
+          if (client.transport.send(frame)) sent++;
         }
-        if (client.transport.send(frame)) sent++;
+      } else {
+        const canRead = this.options.canRead;
+        for (const [client, sub] of node.subs) {
+          if (sub.filtered && canRead && !canRead(client, p.channel)) continue;
+          if (dedupe) {
+            if (client.lastPublication === seq) continue;
+            client.lastPublication = seq;
+          }
+          if (client.transport.send(frame)) sent++;
+        }
       }
       n += sent;
       if (sent > 0) bytes += sent * frame.size;

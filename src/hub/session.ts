@@ -1,7 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { channelNameError, patternError } from '../protocol/channel.js';
-import { ErrorCode, HubbubError } from '../protocol/errors.js';
+import type { Identity, TokenVerifier } from '../auth/jwt.js';
+import type { Permissions } from '../auth/permissions.js';
+import type { Config } from '../config.js';
+import type { Delivered } from '../engine/broker.js';
+import { TokenBucket } from '../limits/token-bucket.js';
+import { channelNameError, isWildcard, patternError } from '../protocol/channel.js';
+import { CloseCode, ErrorCode, HubbubError } from '../protocol/errors.js';
 import type { ClientFrame, FrameId, Json, ReplyData, WelcomeFrame } from '../protocol/frames.js';
 import { DEFAULT_KIND, PROTOCOL_VERSION } from '../protocol/frames.js';
 import { encodeServerFrame, parseClientFrame } from '../protocol/json-codec.js';
@@ -9,31 +14,55 @@ import { Outgoing } from '../transport/outgoing.js';
 import type { Transport } from '../transport/transport.js';
 import { Client } from './client.js';
 import type { Hub } from './hub.js';
-import type { Delivered } from '../engine/broker.js';
 
 export interface SessionOptions {
   hub: Hub;
   logger: Logger;
   serverVersion: string;
-  heartbeatMs: number;
+  config: Pick<
+    Config,
+    'heartbeat' | 'auth' | 'auth_timeout' | 'jwt_clock_tolerance' | 'allow_client_send' | 'allow_client_broadcast' | 'message_rate' | 'message_burst' | 'max_subscriptions' | 'max_channel_length' | 'max_connections_per_user'
+  >;
+  verifier?: TokenVerifier;
+  permissions: Permissions;
+  /** Identity from a token verified at the upgrade. */
+  identity?: Identity;
+  onClosed?: () => void;
 }
 
+/** Frames served before authentication when auth is required. */
+const BEFORE_AUTH = new Set(['hello', 'ping']);
+/** Longest a timer may be set for (Node's limit is 2^31 − 1 ms). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /**
- * Serves one connection: sends `welcome`, then parses each frame, runs it against the hub and
- * answers it. A bad frame gets an `error` frame and the connection stays usable.
+ * Serves one connection: sends `welcome`, then parses each frame, checks it against the
+ * connection's identity, limits and the namespace rules, runs it against the hub and answers it.
+ * A bad frame gets an `error` frame and the connection stays usable.
  */
 export class Session {
   readonly client: Client;
   private readonly hub: Hub;
   private readonly log: Logger;
+  private readonly config: SessionOptions['config'];
+  private readonly bucket: TokenBucket | undefined;
+  /** Refusals in a row by the rate limiter; too many closes the connection. */
+  private refusals = 0;
+  private authTimer: NodeJS.Timeout | undefined;
+  private expiryTimer: NodeJS.Timeout | undefined;
+  /** While a token is being verified, later frames wait here so that they are judged with its outcome. */
+  private held: { data: Buffer; binary: boolean }[] | undefined;
+  private closed = false;
 
   constructor(
     transport: Transport,
     private readonly options: SessionOptions,
   ) {
     this.hub = options.hub;
+    this.config = options.config;
     this.client = new Client(randomUUID(), transport);
     this.log = options.logger.child({ client: this.client.id });
+    this.bucket = this.config.message_rate > 0 ? new TokenBucket(this.config.message_rate, Math.max(1, this.config.message_burst), Date.now()) : undefined;
     this.hub.add(this.client);
     transport.attach({
       onMessage: (data, binary) => this.onMessage(data, binary),
@@ -41,7 +70,11 @@ export class Session {
         this.client.seen = true;
       },
       onClose: (code, reason) => {
+        this.closed = true;
+        clearTimeout(this.authTimer);
+        clearTimeout(this.expiryTimer);
         this.hub.remove(this.client);
+        options.onClosed?.();
         this.log.debug({ code, reason }, 'disconnected');
       },
     });
@@ -51,17 +84,32 @@ export class Session {
       server: 'hubbub',
       version: options.serverVersion,
       protocol: PROTOCOL_VERSION,
-      heartbeat: options.heartbeatMs,
+      heartbeat: this.config.heartbeat,
     };
     this.push(encodeServerFrame(welcome));
-    this.log.debug({ remote: transport.remoteAddress }, 'connected');
+    if (options.identity) {
+      this.authenticate(options.identity, undefined);
+    } else if (this.config.auth === 'required') {
+      this.authTimer = setTimeout(() => this.close(CloseCode.Unauthorized, 'authentication timeout'), this.config.auth_timeout);
+      this.authTimer.unref();
+    }
+    this.log.debug({ remote: transport.remoteAddress, user: this.client.user }, 'connected');
   }
 
   private onMessage(data: Buffer, binary: boolean): void {
+    if (this.held) {
+      this.held.push({ data: Buffer.from(data), binary });
+      return;
+    }
     const counters = this.hub.counters;
     counters.messages_in++;
     counters.bytes_in += data.length;
     this.client.seen = true;
+    if (this.bucket && !this.bucket.take(Date.now())) {
+      this.rateLimited(data, binary);
+      return;
+    }
+    this.refusals = 0;
     if (binary) {
       this.error(undefined, ErrorCode.BadRequest, 'binary frames are not part of the JSON protocol; send text frames');
       return;
@@ -71,8 +119,14 @@ export class Session {
       this.error(parsed.id, parsed.code, parsed.message);
       return;
     }
-    const frame = parsed.frame;
+    this.run(parsed.frame);
+  }
+
+  private run(frame: ClientFrame): void {
     try {
+      if (!this.client.authenticated && this.config.auth === 'required' && !BEFORE_AUTH.has(frame.type)) {
+        throw new HubbubError(ErrorCode.Unauthorized, `${frame.type}: authenticate first (hello with a token)`);
+      }
       const result = this.handle(frame);
       if (result instanceof Promise) {
         result.then(
@@ -91,12 +145,25 @@ export class Session {
   private handle(frame: ClientFrame): object | Promise<object> | undefined {
     const hub = this.hub;
     const client = this.client;
+    const perms = this.options.permissions;
     switch (frame.type) {
       case 'hello': {
         if (client.identified) throw new HubbubError(ErrorCode.BadRequest, 'hello: this connection has already said hello');
-        hub.identify(client, { user: frame.user, name: frame.name, version: frame.version });
-        return { ...client.info() } satisfies ReplyData['hello'];
+        client.identified = true;
+        if (frame.token !== undefined) return this.helloWithToken(frame.token, frame.name, frame.version);
+        if (frame.user !== undefined) {
+          if (this.options.verifier) throw new HubbubError(ErrorCode.Forbidden, 'hello: user ids come from tokens on this server; send a token');
+          if (client.user !== undefined && client.user !== frame.user) throw new HubbubError(ErrorCode.Forbidden, 'hello: this connection already has a user id');
+        }
+        hub.identify(client, { user: client.user ?? frame.user, name: client.name ?? frame.name, version: frame.version });
+        if (frame.user !== undefined && !client.authenticated) {
+          client.authenticated = true; // the development identity counts as authenticated for namespace rules
+          this.enforceUserLimit(true);
+        }
+        return this.helloReply();
       }
+      case 'refresh':
+        return this.refresh(frame.token);
       case 'ping':
         // Unlike other frames, a ping is answered even without an id: the pong is its whole point.
         this.push(encodeServerFrame(frame.id === undefined ? { type: 'pong', ts: Date.now() } : { type: 'pong', id: frame.id, ts: Date.now() }));
@@ -104,27 +171,41 @@ export class Session {
       case 'echo':
         return { data: frame.data } satisfies ReplyData['echo'];
       case 'subscribe': {
-        checkChannel(patternError(frame.channel), 'subscribe');
-        hub.subscribe(client, frame.channel, frame.presence === true);
+        const pattern = frame.channel;
+        checkChannel(patternError(pattern, this.config.max_channel_length), 'subscribe');
+        const max = this.config.max_subscriptions;
+        if (max > 0 && client.subs.size >= max && !client.subs.has(pattern)) {
+          throw new HubbubError(ErrorCode.RateLimited, `subscribe: this connection already has ${max} subscriptions`);
+        }
+        const verdict = perms.subscribe(client, pattern);
+        if (verdict === 'deny') throw new HubbubError(ErrorCode.Forbidden, `subscribe: not allowed on ${pattern}`);
+        if (frame.presence === true && !isWildcard(pattern) && !perms.can(client, 'presence', pattern)) {
+          throw new HubbubError(ErrorCode.Forbidden, `subscribe: presence of ${pattern} is not allowed`);
+        }
+        hub.subscribe(client, pattern, frame.presence === true, verdict === 'filter');
         return {};
       }
       case 'unsubscribe': {
-        checkChannel(patternError(frame.channel), 'unsubscribe');
+        checkChannel(patternError(frame.channel, this.config.max_channel_length), 'unsubscribe');
         if (!hub.unsubscribe(client, frame.channel)) {
           throw new HubbubError(ErrorCode.NotFound, `unsubscribe: not subscribed to "${frame.channel}"`);
         }
         return {};
       }
       case 'publish': {
-        checkChannel(channelNameError(frame.channel), 'publish');
+        checkChannel(channelNameError(frame.channel, this.config.max_channel_length), 'publish');
+        if (!perms.can(client, 'publish', frame.channel)) throw new HubbubError(ErrorCode.Forbidden, `publish: not allowed on ${frame.channel}`);
         return settle(hub.publish(frame.channel, frame.data, frame.kind ?? DEFAULT_KIND, client.info()), () => ({}));
       }
       case 'send':
+        if (!this.config.allow_client_send) throw new HubbubError(ErrorCode.Forbidden, 'send: direct messages from clients are disabled on this server');
         return settle(hub.send(frame.to, frame.data, frame.kind ?? DEFAULT_KIND, client.info()), delivered);
       case 'broadcast':
+        if (!this.config.allow_client_broadcast) throw new HubbubError(ErrorCode.Forbidden, 'broadcast: broadcasts from clients are disabled on this server');
         return settle(hub.broadcast(frame.data, frame.kind ?? DEFAULT_KIND, client.info()), delivered);
       case 'presence': {
-        checkChannel(channelNameError(frame.channel), 'presence');
+        checkChannel(channelNameError(frame.channel, this.config.max_channel_length), 'presence');
+        if (!perms.can(client, 'presence', frame.channel)) throw new HubbubError(ErrorCode.Forbidden, `presence: not allowed on ${frame.channel}`);
         return { channel: frame.channel, clients: hub.presence(frame.channel) } satisfies ReplyData['presence'];
       }
       case 'clients': {
@@ -133,6 +214,122 @@ export class Session {
       }
     }
   }
+
+  // ---- authentication ---------------------------------------------------------------------------
+
+  private helloWithToken(token: string, name: string | undefined, version: string | undefined): Promise<object> {
+    const verifier = this.options.verifier;
+    if (!verifier) {
+      return Promise.reject(new HubbubError(ErrorCode.Unauthorized, 'hello: this server verifies no tokens (no jwt_secret, jwt_public_key or jwks is configured)'));
+    }
+    this.held = [];
+    return verifier.verify(token).then(
+      (identity) => {
+        this.release();
+        if (this.client.authenticated && this.client.user !== identity.user) {
+          throw new HubbubError(ErrorCode.Forbidden, 'hello: the token is for another user than this connection');
+        }
+        this.authenticate(identity, { name, version });
+        return this.helloReply();
+      },
+      (err: unknown) => {
+        this.release();
+        // A connection that presents a bad token is closed: carrying on anonymously would surprise it.
+        setImmediate(() => this.close(CloseCode.Unauthorized, 'invalid token'));
+        throw err;
+      },
+    );
+  }
+
+  private authenticate(identity: Identity, hello: { name?: string; version?: string } | undefined): void {
+    const client = this.client;
+    const wasAuthenticated = client.authenticated;
+    clearTimeout(this.authTimer);
+    this.authTimer = undefined;
+    this.hub.identify(client, { user: identity.user, name: identity.name ?? hello?.name, version: hello?.version });
+    client.authenticated = true;
+    client.channels = identity.channels;
+    client.claims = identity.info;
+    this.scheduleExpiry(identity.expiresAt);
+    if (!wasAuthenticated) this.enforceUserLimit(hello !== undefined);
+  }
+
+  private refresh(token: string): Promise<object> {
+    const verifier = this.options.verifier;
+    if (!verifier) return Promise.reject(new HubbubError(ErrorCode.Unauthorized, 'refresh: this server verifies no tokens'));
+    return verifier.verify(token).then((identity) => {
+      if (!this.client.authenticated || this.client.user !== identity.user) {
+        throw new HubbubError(ErrorCode.Forbidden, 'refresh: the token must be for the user this connection authenticated as');
+      }
+      this.client.channels = identity.channels;
+      this.client.claims = identity.info;
+      this.scheduleExpiry(identity.expiresAt);
+      return identity.expiresAt === undefined ? { user: identity.user } : { user: identity.user, expires_at: identity.expiresAt };
+    });
+  }
+
+  private scheduleExpiry(expiresAt: number | undefined): void {
+    clearTimeout(this.expiryTimer);
+    this.expiryTimer = undefined;
+    this.client.expiresAt = expiresAt;
+    if (expiresAt === undefined) return;
+    const arm = (): void => {
+      const left = expiresAt + this.config.jwt_clock_tolerance - Date.now();
+      if (left <= 0) {
+        this.close(CloseCode.TokenExpired, 'token expired');
+        return;
+      }
+      this.expiryTimer = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
+      this.expiryTimer.unref();
+    };
+    arm();
+  }
+
+  /** Close this connection if its user now has more than max_connections_per_user; `answer` also throws for the reply. */
+  private enforceUserLimit(answer: boolean): void {
+    const max = this.config.max_connections_per_user;
+    if (max > 0 && this.client.user !== undefined && this.hub.userConnections(this.client.user) > max) {
+      setImmediate(() => this.close(CloseCode.TooManyConnections, 'too many connections for this user'));
+      if (answer) throw new HubbubError(ErrorCode.TooManyConnections, `user ${this.client.user} already has ${max} connections`);
+    }
+  }
+
+  private helloReply(): object {
+    const reply: ReplyData['hello'] = { ...this.client.info() };
+    if (this.client.expiresAt !== undefined) reply.expires_at = this.client.expiresAt;
+    return reply;
+  }
+
+  /** Run the frames that arrived while a token was being verified. */
+  private release(): void {
+    const held = this.held ?? [];
+    this.held = undefined;
+    for (const { data, binary } of held) {
+      if (this.closed) return;
+      this.onMessage(data, binary);
+    }
+  }
+
+  // ---- limits -----------------------------------------------------------------------------------
+
+  private rateLimited(data: Buffer, binary: boolean): void {
+    // Answer with the frame's id when it has one, so that a client's request fails fast instead of timing out.
+    let id: FrameId | undefined;
+    if (!binary && data.length < 4096) {
+      const parsed = parseClientFrame(data.toString('utf8'));
+      if (parsed.ok) id = parsed.frame.id;
+    }
+    this.error(id, ErrorCode.RateLimited, `more than ${this.config.message_rate} frames per second; slow down`);
+    if (++this.refusals > Math.max(this.config.message_burst, 10)) this.close(CloseCode.RateLimited, 'rate limit exceeded');
+  }
+
+  private close(code: number, reason: string): void {
+    if (this.closed) return;
+    this.log.debug({ code, reason }, 'closing');
+    this.client.transport.close(code, reason);
+  }
+
+  // ---- answers ----------------------------------------------------------------------------------
 
   private push(text: string): void {
     this.hub.sendTo(this.client, new Outgoing(text));

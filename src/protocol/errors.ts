@@ -81,8 +81,16 @@ export const CloseCode = {
   SlowConsumer: 4001,
   /** Disconnected through the server API with `reconnect: true`. */
   ForceReconnect: 4002,
+  /** The client kept sending faster than its message rate allows. Reconnect with backoff. */
+  RateLimited: 4003,
+  /** The user already has `max_connections_per_user` connections. */
+  TooManyConnections: 4004,
+  /** The token expired and was not refreshed in time; reconnect with a fresh token. */
+  TokenExpired: 4005,
   /** Disconnected through the server API; do not reconnect automatically. */
   ForceDisconnect: 4500,
+  /** No valid token: missing within `auth_timeout` (auth required), or refused. Reconnecting with the same token will not help. */
+  Unauthorized: 4501,
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
 

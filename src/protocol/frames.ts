@@ -24,6 +24,8 @@ export interface ClientInfo {
 export interface ClientListEntry extends ClientInfo {
   /** Milliseconds since the Unix epoch. */
   connected_at: number;
+  /** The `info` claim of the connection's token, when it has one. */
+  info?: Json;
 }
 
 /** Addresses a direct message: one connection, or every connection of a user. */
@@ -72,6 +74,9 @@ export interface PresenceFrame extends Req<'presence'> {
   channel: string;
 }
 export type ClientsFrame = Req<'clients'>;
+export interface RefreshFrame extends Req<'refresh'> {
+  token: string;
+}
 
 export type ClientFrame =
   | HelloFrame
@@ -83,14 +88,15 @@ export type ClientFrame =
   | SendFrame
   | BroadcastFrame
   | PresenceFrame
-  | ClientsFrame;
+  | ClientsFrame
+  | RefreshFrame;
 
 export type ClientFrameType = ClientFrame['type'];
 
 // ---- replies (the `data` of a `reply` frame, per request type) -------------------------------
 
 export interface ReplyData {
-  hello: { client: string; user?: string; name?: string };
+  hello: { client: string; user?: string; name?: string; expires_at?: number };
   echo: { data: Json };
   subscribe: Record<string, never>;
   unsubscribe: Record<string, never>;
@@ -99,6 +105,7 @@ export interface ReplyData {
   broadcast: { delivered: number };
   presence: { channel: string; clients: ClientListEntry[] };
   clients: { count: number; clients: ClientListEntry[] };
+  refresh: { user: string; expires_at?: number };
 }
 
 // ---- server → client -------------------------------------------------------------------------

@@ -50,6 +50,7 @@ const validators: Record<ClientFrameType, Validator[]> = {
   broadcast: [needData, kind],
   presence: [needChannel],
   clients: [],
+  refresh: [(f) => (isStr(f.token) && f.token.length > 0 ? optStr(f, 'token', 16384) : 'token must be a non-empty string')],
 };
 
 /** Parse one text frame from a client. Never throws. */
