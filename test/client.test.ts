@@ -1,5 +1,6 @@
 /** The client SDK against a real server: requests, subscriptions, reconnects, dead servers, backoff. */
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import { Hubbub, HubbubError, backoffCap, backoffDelay, type Clock, type SocketLike } from '../src/client/index.js';
@@ -335,6 +336,40 @@ describe('SDK against a real server', () => {
       assert.equal(reconnects, 0);
     } finally {
       await live.close();
+    }
+  });
+
+  it('refreshes its token through getToken() before it expires', async () => {
+    const secret = 'sdk-refresh-secret';
+    // Signed with node:crypto, independently of the server's jose.
+    const mint = (ttlSeconds: number): string => {
+      const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+      const now = Math.floor(Date.now() / 1000);
+      const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub: 'refresher', iat: now, exp: now + ttlSeconds })}`;
+      return `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
+    };
+    const srv = await startServer({ jwt_secret: secret, jwt_clock_tolerance: 0 });
+    let issued = 0;
+    const hub = new Hubbub(srv.url, {
+      getToken: () => {
+        issued++;
+        return mint(2);
+      },
+      refreshBefore: 1000,
+    });
+    const closes: number[] = [];
+    hub.on('disconnected', (i) => closes.push(i.code));
+    try {
+      await hub.connect();
+      await new Promise((r) => setTimeout(r, 3500)); // past the first token's expiry
+      assert.deepEqual(closes, [], 'never closed for expiry');
+      assert.ok(issued >= 3, `getToken called ${issued} times (connect + refreshes)`);
+      assert.equal(hub.state, 'connected');
+      const me = (await hub.clients()).clients.find((c) => c.client === hub.clientId);
+      assert.equal(me?.user, 'refresher');
+    } finally {
+      hub.close();
+      await srv.close();
     }
   });
 });

@@ -83,6 +83,8 @@ export interface HubbubClientOptions {
   pongTimeout?: number;
   /** Send pings when the server is silent (dead-server detection). Default true. */
   autoPing?: boolean;
+  /** With getToken: refresh the token this long before it expires (or halfway, if sooner). Default 30 000 ms. */
+  refreshBefore?: number;
   /** How to open a socket; default: the global WebSocket in browsers, `ws` in Node. */
   socket?: SocketFactory;
   /** Injected time (tests). */
@@ -174,7 +176,7 @@ interface SubEntry {
   ready: Promise<void>;
 }
 
-type Resolved<O> = Required<Pick<O, Extract<keyof O, 'requestTimeout' | 'maxQueuedRequests' | 'reconnect' | 'minReconnectDelay' | 'maxReconnectDelay' | 'maxReconnectAttempts' | 'connectTimeout' | 'pongTimeout' | 'autoPing'>>>;
+type Resolved<O> = Required<Pick<O, Extract<keyof O, 'requestTimeout' | 'maxQueuedRequests' | 'reconnect' | 'minReconnectDelay' | 'maxReconnectDelay' | 'maxReconnectAttempts' | 'connectTimeout' | 'pongTimeout' | 'autoPing' | 'refreshBefore'>>>;
 
 const DEFAULTS: Resolved<HubbubClientOptions> = {
   requestTimeout: 10_000,
@@ -186,6 +188,7 @@ const DEFAULTS: Resolved<HubbubClientOptions> = {
   connectTimeout: 10_000,
   pongTimeout: 10_000,
   autoPing: true,
+  refreshBefore: 30_000,
 };
 
 const OPEN = 1;
@@ -205,6 +208,9 @@ export class Hubbub extends Emitter<HubbubEvents> {
   private everConnected = false;
   private reconnectTimer: unknown;
   private livenessTimer: unknown;
+  private refreshTimer: unknown;
+  /** When the connection's token expires (from the hello reply), in ms since the epoch. */
+  private expiresAt: number | undefined;
   private lastSeen = 0;
   private pingOutstanding = false;
   private connectWaiters: { resolve: () => void; reject: (err: HubbubError) => void }[] = [];
@@ -512,7 +518,10 @@ export class Hubbub extends Emitter<HubbubEvents> {
     const token = o.getToken ? await o.getToken() : o.token;
     if (gen !== this.generation) return;
     if (o.name !== undefined || o.user !== undefined || o.version !== undefined || token !== undefined) {
-      await direct({ type: 'hello', ...defined({ name: o.name, user: o.user, version: o.version, token }) } as RequestFrame);
+      const hello = await direct<{ expires_at?: number }>({ type: 'hello', ...defined({ name: o.name, user: o.user, version: o.version, token }) } as RequestFrame);
+      this.expiresAt = hello.expires_at;
+    } else {
+      this.expiresAt = undefined;
     }
     const results = await Promise.allSettled(
       [...this.subs.values()].map((entry) =>
@@ -535,6 +544,7 @@ export class Hubbub extends Emitter<HubbubEvents> {
     this.everConnected = true;
     this.attempt = 0;
     this.startLiveness();
+    this.scheduleRefresh();
     this.emit('connected', { client: this._client!, reconnected, welcome: this.welcome! });
     this.settleConnect();
     const waiting = this.waiting.splice(0);
@@ -705,6 +715,41 @@ export class Hubbub extends Emitter<HubbubEvents> {
   private stopLiveness(): void {
     this.clock.clearTimeout(this.livenessTimer);
     this.livenessTimer = undefined;
+    this.clock.clearTimeout(this.refreshTimer);
+    this.refreshTimer = undefined;
+  }
+
+  // ---- token refresh ------------------------------------------------------------------------------
+
+  /**
+   * With `getToken`, renew the connection's token before it expires (the server closes an expired
+   * connection with 4005): at `refreshBefore` ms before expiry, or halfway for short-lived tokens.
+   */
+  private scheduleRefresh(): void {
+    this.clock.clearTimeout(this.refreshTimer);
+    const getToken = this.options.getToken;
+    const expiresAt = this.expiresAt;
+    if (!getToken || expiresAt === undefined) return;
+    const left = expiresAt - this.clock.now();
+    const wait = Math.max(0, Math.min(left - this.options.refreshBefore, left / 2));
+    const gen = this.generation;
+    this.refreshTimer = this.clock.setTimeout(() => {
+      if (gen !== this.generation || this._state !== 'connected') return;
+      Promise.resolve()
+        .then(() => getToken())
+        .then((token) => this.request<{ expires_at?: number }>({ type: 'refresh', token }))
+        .then(
+          (r) => {
+            if (gen !== this.generation) return;
+            this.expiresAt = r.expires_at;
+            this.scheduleRefresh();
+          },
+          (err: unknown) => {
+            // The server will close with 4005 at expiry; the reconnect then asks getToken() again.
+            this.emit('error', err instanceof HubbubError ? err : new HubbubError('refresh_failed', `token refresh failed: ${(err as Error).message}`, 'refresh'));
+          },
+        );
+    }, wait);
   }
 }
 
