@@ -94,7 +94,7 @@ export class TokenVerifier {
         algorithms: this.algorithms,
         issuer: this.options.jwt_issuer || undefined,
         audience: this.options.jwt_audience || undefined,
-        clockTolerance: Math.round(this.options.jwt_clock_tolerance / 1000),
+        clockTolerance: this.options.jwt_clock_tolerance / 1000,
       });
       payload = result.payload;
     } catch (err) {
@@ -159,6 +159,10 @@ function describe(err: unknown): string {
   if (err instanceof errors.JWSSignatureVerificationFailed) return 'signature does not verify';
   if (err instanceof errors.JWKSNoMatchingKey) return 'no key matches the token';
   if (err instanceof errors.JWKSTimeout) return 'the JWKS could not be fetched in time';
-  if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid || err instanceof errors.JOSENotSupported) return 'malformed';
-  return 'malformed';
+  if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid) return 'malformed';
+  if (err instanceof errors.JOSENotSupported) return 'unsupported algorithm or key';
+  if (err instanceof errors.JWKSInvalid || err instanceof errors.JWKSMultipleMatchingKeys) return 'the server’s key set is unusable';
+  if (err instanceof errors.JOSEError) return `rejected (${err.code})`;
+  // Not a verdict on the token: e.g. the JWKS URL could not be fetched.
+  return 'could not be verified (the server could not get its keys)';
 }

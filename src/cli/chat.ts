@@ -3,7 +3,7 @@ import { userInfo } from 'node:os';
 import { Command, Option } from 'commander';
 import { channelNameError, type Subscription } from '../client/index.js';
 import type { ClientInfo, Sender } from '../protocol/frames.js';
-import { action, CliError, connectClient, Exit, urlOption } from './common.js';
+import { action, CliError, connectClient, Exit, urlOption, usageExit } from './common.js';
 import { describeError, finish, sanitize, Session, showData, splitWord, withTimeout, type Colour, followConnection } from './terminal.js';
 
 const COMMANDS: [usage: string, help: string][] = [
@@ -43,6 +43,7 @@ Examples:
   hubbub chat --name bob --room support --url ws://chat.example.com/ws
   echo 'deploy finished' | hubbub chat --name ci --room ops`,
     )
+    .exitOverride(usageExit)
     .action(action('chat', runChat));
 }
 

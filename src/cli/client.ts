@@ -2,7 +2,7 @@
 import { Command, Option } from 'commander';
 import { channelNameError, HubbubError, type Hubbub, type Subscription } from '../client/index.js';
 import type { ClientListEntry, DirectTarget, Json, ServerFrame } from '../protocol/frames.js';
-import { action, CliError, connectClient, Exit, parseData, urlOption } from './common.js';
+import { action, CliError, connectClient, Exit, parseData, urlOption, usageExit } from './common.js';
 import { describeError, finish, plural, sanitize, sender, Session, showData, splitWord, withTimeout, type Colour, followConnection } from './terminal.js';
 
 const COMMANDS: [usage: string, help: string][] = [
@@ -56,6 +56,7 @@ Examples:
   printf 'ping\\npublish a/b 1\\nsend user:bob {"hi":true}\\nquit\\n' | hubbub client
   echo 'json {"type":"clients"}' | hubbub client --url http://localhost:8080`,
     )
+    .exitOverride(usageExit)
     .action(action('client', runClient));
 }
 

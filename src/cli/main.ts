@@ -1,10 +1,12 @@
 import { Command } from 'commander';
 import { VERSION } from '../version.js';
+import { certCommand } from './cert.js';
 import { chatCommand } from './chat.js';
 import { clientCommand } from './client.js';
 import { pubCommand } from './pub.js';
 import { serveCommand } from './serve.js';
 import { subCommand } from './sub.js';
+import { tokenCommand } from './token.js';
 
 const program = new Command('hubbub')
   .description('Hubbub: a real-time messaging server (WebSocket pub/sub, presence, direct messages, HTTP API)')
@@ -13,6 +15,8 @@ const program = new Command('hubbub')
   .addCommand(subCommand())
   .addCommand(pubCommand())
   .addCommand(clientCommand())
-  .addCommand(chatCommand());
+  .addCommand(chatCommand())
+  .addCommand(tokenCommand())
+  .addCommand(certCommand());
 
 await program.parseAsync(process.argv);

@@ -88,10 +88,9 @@ async function run(patterns: string[], opts: SubOptions): Promise<void> {
     if (err.code === 'EPIPE') stop(Exit.Ok);
     else stop(Exit.Failure, new CliError(`cannot write to stdout: ${err.message}`));
   });
-  // The SDK can give up during a reconnect without emitting `disconnected` (e.g. an HTTP 4xx refusal of the
-  // upgrade): the event loop then empties. Report it instead of exiting 0 in silence.
-  process.on('beforeExit', () => {
-    if (!done) stop(Exit.Failure, new CliError(`the connection to ${hub.url} was lost and will not be re-established`));
+  // The SDK gave up (a terminal close, an HTTP 4xx refusal of a reconnect, attempts exhausted).
+  hub.on('closed', (info) => {
+    if (!done) stop(Exit.Failure, new CliError(`the connection to ${hub.url} was lost and will not be re-established: ${info.reason}`));
   });
 
   const print = (line: string): void => void process.stdout.write(`${line}\n`);

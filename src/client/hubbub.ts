@@ -164,12 +164,15 @@ interface Pending {
 
 interface Waiting extends Pending {
   frame: RequestFrame;
+  /** The request's timeout covers its wait for the connection too. */
+  deadline: number;
 }
 
 interface SubEntry {
   pattern: string;
   presence: boolean;
   handlers: Set<MessageHandler>;
+  settled: boolean;
   /** Settles the current `ready` promise. */
   confirm: (() => void) | undefined;
   refuse: ((err: HubbubError) => void) | undefined;
@@ -291,7 +294,7 @@ export class Hubbub extends Emitter<HubbubEvents> {
           reject(new HubbubError('queue_full', `${frame.type}: ${this.waiting.length} requests already wait for the connection`, frame.type));
           return;
         }
-        const w: Waiting = { type: frame.type, frame, resolve: resolve as (v: never) => void, reject, timer: undefined };
+        const w: Waiting = { type: frame.type, frame, resolve: resolve as (v: never) => void, reject, timer: undefined, deadline: this.clock.now() + timeout };
         w.timer = this.clock.setTimeout(() => {
           const i = this.waiting.indexOf(w);
           if (i >= 0) this.waiting.splice(i, 1);
@@ -356,6 +359,7 @@ export class Hubbub extends Emitter<HubbubEvents> {
   subscribe(pattern: string, handler: MessageHandler, options: { presence?: boolean } = {}): Subscription {
     const problem = patternError(pattern);
     if (problem) throw new HubbubError('invalid_channel', `subscribe: ${problem}`, 'subscribe');
+    if (this._state === 'closed') throw new HubbubError('closed', 'subscribe: the client is closed', 'subscribe');
     const presence = options.presence === true;
     let entry = this.subs.get(pattern);
     if (!entry) {
@@ -397,10 +401,19 @@ export class Hubbub extends Emitter<HubbubEvents> {
     return entry;
   }
 
+  /** A new `ready` promise, unless the current one is still pending (then whoever awaits it keeps waiting for the same outcome). */
   private renewReady(entry: SubEntry): void {
+    if (entry.settled === false) return;
+    entry.settled = false;
     entry.ready = new Promise<void>((resolve, reject) => {
-      entry.confirm = resolve;
-      entry.refuse = reject;
+      entry.confirm = () => {
+        entry.settled = true;
+        resolve();
+      };
+      entry.refuse = (err) => {
+        entry.settled = true;
+        reject(err);
+      };
     });
     entry.ready.catch(() => {}); // observed through `ready` or the `error` event; never an unhandled rejection
   }
@@ -515,7 +528,12 @@ export class Hubbub extends Emitter<HubbubEvents> {
     const direct = <T>(frame: RequestFrame): Promise<T> =>
       new Promise<T>((resolve, reject) => this.transmit(frame, { type: frame.type, resolve: resolve as (v: never) => void, reject, timer: undefined }, this.options.connectTimeout));
     const o = this.options;
-    const token = o.getToken ? await o.getToken() : o.token;
+    let token: string | undefined;
+    try {
+      token = o.getToken ? await o.getToken() : o.token;
+    } catch (err) {
+      throw new HubbubError('token_unavailable', `getToken() failed: ${(err as Error)?.message ?? String(err)}`, 'hello');
+    }
     if (gen !== this.generation) return;
     if (o.name !== undefined || o.user !== undefined || o.version !== undefined || token !== undefined) {
       const hello = await direct<{ expires_at?: number }>({ type: 'hello', ...defined({ name: o.name, user: o.user, version: o.version, token }) } as RequestFrame);
@@ -523,22 +541,17 @@ export class Hubbub extends Emitter<HubbubEvents> {
     } else {
       this.expiresAt = undefined;
     }
-    const results = await Promise.allSettled(
-      [...this.subs.values()].map((entry) =>
-        direct({ type: 'subscribe', channel: entry.pattern, ...(entry.presence ? { presence: true } : {}) }).then(
-          () => entry.confirm?.(),
-          (err: HubbubError) => {
-            if (err.code === 'disconnected' || err.code === 'timeout') throw err;
-            this.subs.delete(entry.pattern);
-            entry.refuse?.(err);
-            this.emit('error', err);
-          },
-        ),
-      ),
-    );
-    const failed = results.find((r) => r.status === 'rejected');
-    if (failed) throw (failed as PromiseRejectedResult).reason;
-    if (gen !== this.generation) return;
+    // Subscriptions made while this runs are picked up by the next round.
+    const sent = new Set<SubEntry>();
+    for (;;) {
+      const todo = [...this.subs.values()].filter((e) => !sent.has(e));
+      if (todo.length === 0) break;
+      for (const e of todo) sent.add(e);
+      await this.restore(todo, direct);
+      if (gen !== this.generation) return;
+    }
+    // Unsubscribed meanwhile: the server still has them.
+    for (const e of sent) if (this.subs.get(e.pattern) !== e) void direct({ type: 'unsubscribe', channel: e.pattern }).catch(() => {});
     const reconnected = this.everConnected;
     this._state = 'connected';
     this.everConnected = true;
@@ -550,8 +563,27 @@ export class Hubbub extends Emitter<HubbubEvents> {
     const waiting = this.waiting.splice(0);
     for (const w of waiting) {
       this.clock.clearTimeout(w.timer);
-      this.transmit(w.frame, w, this.options.requestTimeout);
+      this.transmit(w.frame, w, Math.max(1, w.deadline - this.clock.now()));
     }
+  }
+
+  /** Re-send subscribe for these entries; a refusal drops the entry, a lost connection fails the handshake. */
+  private async restore(entries: SubEntry[], direct: <T>(frame: RequestFrame) => Promise<T>): Promise<void> {
+    const results = await Promise.allSettled(
+      entries.map((entry) =>
+        direct({ type: 'subscribe', channel: entry.pattern, ...(entry.presence ? { presence: true } : {}) } as RequestFrame).then(
+          () => entry.confirm?.(),
+          (err: HubbubError) => {
+            if (err.code === 'disconnected' || err.code === 'timeout') throw err;
+            if (this.subs.get(entry.pattern) === entry) this.subs.delete(entry.pattern);
+            entry.refuse?.(err);
+            this.emit('error', err);
+          },
+        ),
+      ),
+    );
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
   }
 
   private dispatch(frame: ServerFrame): void {
@@ -575,7 +607,15 @@ export class Hubbub extends Emitter<HubbubEvents> {
       case 'message': {
         for (const entry of this.subs.values()) {
           if (entry.pattern === frame.pattern || matchPattern(entry.pattern, frame.channel)) {
-            for (const h of entry.handlers) h(frame.data, frame);
+            for (const h of entry.handlers) {
+              try {
+                h(frame.data, frame);
+              } catch (err) {
+                queueMicrotask(() => {
+                  throw err; // surfaces like any uncaught error, without costing the other handlers this message
+                });
+              }
+            }
           }
         }
         this.emit('message', frame);
