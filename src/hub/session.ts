@@ -53,6 +53,8 @@ export class Session {
   /** While a token is being verified, later frames wait here so that they are judged with its outcome. */
   private held: { data: Buffer; binary: boolean }[] | undefined;
   private closed = false;
+  /** The token in hello was refused: the connection is being closed and serves nothing more. */
+  private refused = false;
 
   constructor(
     transport: Transport,
@@ -97,6 +99,7 @@ export class Session {
   }
 
   private onMessage(data: Buffer, binary: boolean): void {
+    if (this.refused) return;
     if (this.held) {
       this.held.push({ data: Buffer.from(data), binary });
       return;
@@ -225,16 +228,22 @@ export class Session {
     this.held = [];
     return verifier.verify(token).then(
       (identity) => {
-        this.release();
-        if (this.client.authenticated && this.client.user !== identity.user) {
-          throw new HubbubError(ErrorCode.Forbidden, 'hello: the token is for another user than this connection');
+        try {
+          if (this.client.authenticated && this.client.user !== identity.user) {
+            throw new HubbubError(ErrorCode.Forbidden, 'hello: the token is for another user than this connection');
+          }
+          this.authenticate(identity, { name, version });
+          return this.helloReply();
+        } finally {
+          // Held frames are judged with the identity just established (their answers follow hello's).
+          setImmediate(() => this.release());
         }
-        this.authenticate(identity, { name, version });
-        return this.helloReply();
       },
       (err: unknown) => {
-        this.release();
-        // A connection that presents a bad token is closed: carrying on anonymously would surprise it.
+        // A connection that presents a bad token is closed, and what it sent meanwhile is dropped:
+        // carrying on anonymously would surprise it.
+        this.held = undefined;
+        this.refused = true;
         setImmediate(() => this.close(CloseCode.Unauthorized, 'invalid token'));
         throw err;
       },
