@@ -116,6 +116,14 @@ export class HubbubServer {
     if (!this.verifier) return refuse(401, ErrorCode.Unauthorized, 'this server verifies no tokens (no jwt_secret, jwt_public_key or jwks is configured)');
     return this.verifier.verify(token).then(
       (identity): Admission<Identity | undefined> => {
+        // Counts may have moved while the token was verified: check again (from here to onConnection is one turn).
+        if (this.shuttingDown) return refuse(503, ErrorCode.Unavailable, 'server shutting down');
+        if (c.max_connections > 0 && this.hub.clients.size >= c.max_connections) {
+          return refuse(503, ErrorCode.TooManyConnections, `the server is at its limit of ${c.max_connections} connections`);
+        }
+        if (c.max_connections_per_ip > 0 && (this.perIp.get(ip) ?? 0) >= c.max_connections_per_ip) {
+          return refuse(503, ErrorCode.TooManyConnections, `${ip} already has ${c.max_connections_per_ip} connections`);
+        }
         if (c.max_connections_per_user > 0 && this.hub.userConnections(identity.user) >= c.max_connections_per_user) {
           return refuse(503, ErrorCode.TooManyConnections, `user ${identity.user} already has ${c.max_connections_per_user} connections`);
         }

@@ -498,3 +498,19 @@ describe('max_connections_per_user', () => {
     });
   });
 });
+
+describe('refresh with narrower grants', () => {
+  it('stops delivering channels the new token no longer grants', async () => {
+    await withServer({ jwt_secret: SECRET, namespaces: { chat: { subscribe: 'token', publish: 'anonymous' } } }, async ({ srv, connect }) => {
+      const c = await connect({ query: hs('narrow', { channels: ['chat/a', 'chat/b'] }) });
+      for (const channel of ['chat/a', 'chat/b']) assert.equal((await c.request({ type: 'subscribe', channel })).type, 'reply');
+      const r = await c.request({ type: 'refresh', token: hs('narrow', { channels: ['chat/a'] }) });
+      assert.equal(r.type, 'reply', JSON.stringify(r));
+      const pub = await connect();
+      for (const channel of ['chat/b', 'chat/a']) await pub.request({ type: 'publish', channel, data: channel });
+      assert.equal((await c.next(isMsg('chat/a'))).data, 'chat/a');
+      assert.deepEqual(await c.nothing(isMsg('chat/b')), [], 'chat/b is no longer granted');
+      void srv;
+    });
+  });
+});

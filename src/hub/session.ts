@@ -273,6 +273,11 @@ export class Session {
       this.client.channels = identity.channels;
       this.client.claims = identity.info;
       this.scheduleExpiry(identity.expiresAt);
+      // The new token may grant less: subscriptions it no longer fully covers are filtered from now on.
+      for (const sub of this.client.subs.values()) {
+        const filtered = this.options.permissions.subscribe(this.client, sub.pattern) !== 'allow';
+        if (filtered !== sub.filtered) this.hub.subscribe(this.client, sub.pattern, sub.presence, filtered);
+      }
       return identity.expiresAt === undefined ? { user: identity.user } : { user: identity.user, expires_at: identity.expiresAt };
     });
   }
