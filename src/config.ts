@@ -34,6 +34,7 @@ export interface Config {
   tls_key: string;
   allow_client_send: boolean;
   allow_client_broadcast: boolean;
+  allow_client_list: boolean;
   max_connections_per_ip: number;
   max_connections_per_user: number;
   connection_rate_per_ip: number;
@@ -80,7 +81,7 @@ export const settings: Setting[] = [
   { key: 'jwt_secret', flag: '--jwt-secret', arg: '<secret>', env: 'HUBBUB_JWT_SECRET', kind: 'text', default: '', description: 'Shared secret for HS256/HS384/HS512 tokens.' },
   { key: 'jwt_public_key', flag: '--jwt-public-key', arg: '<file>', env: 'HUBBUB_JWT_PUBLIC_KEY', kind: 'text', default: '', description: 'PEM file with the public key (SPKI) for RS256/ES256/EdDSA tokens.' },
   { key: 'jwks', flag: '--jwks', arg: '<file|url>', env: 'HUBBUB_JWKS', kind: 'text', default: '', description: 'JWKS file or http(s) URL with the token verification keys (a URL is cached and refreshed).' },
-  { key: 'jwt_algorithms', flag: '--jwt-algorithms', arg: '<list>', env: 'HUBBUB_JWT_ALGORITHMS', kind: 'list', default: [], description: 'Algorithm allowlist; empty means HS256,HS384,HS512 with a secret and RS256,ES256,EdDSA with a key. "none" is never accepted.' },
+  { key: 'jwt_algorithms', flag: '--jwt-algorithms', arg: '<list>', env: 'HUBBUB_JWT_ALGORITHMS', kind: 'list', default: [], description: 'Algorithm allowlist. Empty means: HS256,HS384,HS512 with a secret; with a PEM key, those of its type (RSA: RS256/384/512, RSA-PSS: PS256/384/512, EC: the ES algorithm of its curve, Ed25519: EdDSA); with a JWKS: RS256,ES256,EdDSA. "none" is never accepted.' },
   { key: 'jwt_issuer', flag: '--jwt-issuer', arg: '<iss>', env: 'HUBBUB_JWT_ISSUER', kind: 'text', default: '', description: 'When set, tokens must carry this iss.' },
   { key: 'jwt_audience', flag: '--jwt-audience', arg: '<aud>', env: 'HUBBUB_JWT_AUDIENCE', kind: 'text', default: '', description: 'When set, tokens must carry this aud.' },
   { key: 'jwt_clock_tolerance', flag: '--jwt-clock-tolerance', arg: '<ms>', env: 'HUBBUB_JWT_CLOCK_TOLERANCE', kind: 'duration', default: 5000, description: 'Clock skew allowed when checking exp and nbf.' },
@@ -89,6 +90,7 @@ export const settings: Setting[] = [
   { key: 'tls_key', flag: '--tls-key', arg: '<file>', env: 'HUBBUB_TLS_KEY', kind: 'text', default: '', description: 'PEM private key for tls_cert.' },
   { key: 'allow_client_send', flag: '--allow-client-send', arg: '<bool>', env: 'HUBBUB_ALLOW_CLIENT_SEND', kind: 'bool', default: true, description: 'Whether clients may send direct messages (the HTTP API always may).' },
   { key: 'allow_client_broadcast', flag: '--allow-client-broadcast', arg: '<bool>', env: 'HUBBUB_ALLOW_CLIENT_BROADCAST', kind: 'bool', default: false, description: 'Whether clients may broadcast to everyone (the HTTP API always may).' },
+  { key: 'allow_client_list', flag: '--allow-client-list', arg: '<bool>', env: 'HUBBUB_ALLOW_CLIENT_LIST', kind: 'bool', default: true, description: 'Whether clients may list every connection (the clients frame shows user ids, names and token info); the HTTP API always may.' },
   // ---- limits
   { key: 'max_connections_per_ip', flag: '--max-connections-per-ip', arg: '<n>', env: 'HUBBUB_MAX_CONNECTIONS_PER_IP', kind: 'int', default: 0, description: 'Most concurrent connections from one IP address (HTTP 503 beyond). 0: no limit (many users may share one address behind NAT).' },
   { key: 'max_connections_per_user', flag: '--max-connections-per-user', arg: '<n>', env: 'HUBBUB_MAX_CONNECTIONS_PER_USER', kind: 'int', default: 0, description: 'Most concurrent connections of one user; the connection that would exceed it is closed (4004). 0: no limit.' },

@@ -514,3 +514,27 @@ describe('refresh with narrower grants', () => {
     });
   });
 });
+
+describe('hello after a refused hello', () => {
+  it('a refused hello does not use up the connection: a later hello with a token works', async () => {
+    await withServer({ jwt_secret: SECRET, auth: 'required' }, async ({ connect }) => {
+      const c = await connect();
+      const dev = await c.request({ type: 'hello', user: 'mallory' });
+      assert.equal(dev.code, 'forbidden');
+      const bare = await c.request({ type: 'hello', name: 'no token' });
+      assert.equal(bare.code, 'unauthorized');
+      const ok = await c.request({ type: 'hello', token: hs('later') });
+      assert.equal(ok.type, 'reply', JSON.stringify(ok));
+      assert.equal((ok.data as { user: string }).user, 'later');
+    });
+  });
+
+  it('the client list can be switched off for clients (allow_client_list)', async () => {
+    await withServer({ allow_client_list: false }, async ({ srv, connect }) => {
+      const c = await connect();
+      assert.equal((await c.request({ type: 'clients' })).code, 'forbidden');
+      const viaApi = await (await fetch(`${srv.http}/api/clients`)).json();
+      assert.equal(viaApi.count, 1, 'the HTTP API still lists');
+    });
+  });
+});

@@ -21,7 +21,7 @@ export interface SessionOptions {
   serverVersion: string;
   config: Pick<
     Config,
-    'heartbeat' | 'auth' | 'auth_timeout' | 'jwt_clock_tolerance' | 'allow_client_send' | 'allow_client_broadcast' | 'message_rate' | 'message_burst' | 'max_subscriptions' | 'max_channel_length' | 'max_connections_per_user'
+    'heartbeat' | 'auth' | 'auth_timeout' | 'jwt_clock_tolerance' | 'allow_client_send' | 'allow_client_broadcast' | 'allow_client_list' | 'message_rate' | 'message_burst' | 'max_subscriptions' | 'max_channel_length' | 'max_connections_per_user'
   >;
   verifier?: TokenVerifier;
   permissions: Permissions;
@@ -32,6 +32,8 @@ export interface SessionOptions {
 
 /** Frames served before authentication when auth is required. */
 const BEFORE_AUTH = new Set(['hello', 'ping']);
+/** Frames kept while a hello token is verified; more are refused. */
+const MAX_HELD_FRAMES = 256;
 /** Longest a timer may be set for (Node's limit is 2^31 − 1 ms). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -101,7 +103,9 @@ export class Session {
   private onMessage(data: Buffer, binary: boolean): void {
     if (this.refused) return;
     if (this.held) {
-      this.held.push({ data: Buffer.from(data), binary });
+      // Bounded: a client cannot park unlimited frames behind a slow token verification.
+      if (this.held.length >= MAX_HELD_FRAMES) this.error(undefined, ErrorCode.RateLimited, 'too many frames while the token is being verified; wait for the hello reply');
+      else this.held.push({ data: Buffer.from(data), binary });
       return;
     }
     const counters = this.hub.counters;
@@ -152,12 +156,13 @@ export class Session {
     switch (frame.type) {
       case 'hello': {
         if (client.identified) throw new HubbubError(ErrorCode.BadRequest, 'hello: this connection has already said hello');
-        client.identified = true;
         if (frame.token !== undefined) return this.helloWithToken(frame.token, frame.name, frame.version);
+        if (frame.user !== undefined && this.options.verifier) throw new HubbubError(ErrorCode.Forbidden, 'hello: user ids come from tokens on this server; send a token');
+        if (this.config.auth === 'required' && !client.authenticated) throw new HubbubError(ErrorCode.Unauthorized, 'hello: this server requires a token');
         if (frame.user !== undefined) {
-          if (this.options.verifier) throw new HubbubError(ErrorCode.Forbidden, 'hello: user ids come from tokens on this server; send a token');
           if (client.user !== undefined && client.user !== frame.user) throw new HubbubError(ErrorCode.Forbidden, 'hello: this connection already has a user id');
         }
+        client.identified = true;
         hub.identify(client, { user: client.user ?? frame.user, name: client.name ?? frame.name, version: frame.version });
         if (frame.user !== undefined && !client.authenticated) {
           client.authenticated = true; // the development identity counts as authenticated for namespace rules
@@ -212,6 +217,7 @@ export class Session {
         return { channel: frame.channel, clients: hub.presence(frame.channel) } satisfies ReplyData['presence'];
       }
       case 'clients': {
+        if (!this.config.allow_client_list) throw new HubbubError(ErrorCode.Forbidden, 'clients: listing connections is disabled on this server');
         const clients = hub.clientList();
         return { count: clients.length, clients } satisfies ReplyData['clients'];
       }
@@ -223,6 +229,9 @@ export class Session {
   private helloWithToken(token: string, name: string | undefined, version: string | undefined): Promise<object> {
     const verifier = this.options.verifier;
     if (!verifier) {
+      // Same outcome as any refused token: the client expected to be authenticated.
+      this.refused = true;
+      setImmediate(() => this.close(CloseCode.Unauthorized, 'invalid token'));
       return Promise.reject(new HubbubError(ErrorCode.Unauthorized, 'hello: this server verifies no tokens (no jwt_secret, jwt_public_key or jwks is configured)'));
     }
     this.held = [];
@@ -232,6 +241,7 @@ export class Session {
           if (this.client.authenticated && this.client.user !== identity.user) {
             throw new HubbubError(ErrorCode.Forbidden, 'hello: the token is for another user than this connection');
           }
+          this.client.identified = true;
           this.authenticate(identity, { name, version });
           return this.helloReply();
         } finally {
