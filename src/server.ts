@@ -55,7 +55,7 @@ export class HubbubServer {
       heartbeatMs: this.config.heartbeat,
       canRead: (client, channel) => this.permissions.canRead(client, channel),
     });
-    this.api = new Api({ hub: this.hub, logger: this.logger, apiKeys: this.config.api_keys, maxBodyBytes: this.config.max_message_size, version: VERSION });
+    this.api = new Api({ hub: this.hub, logger: this.logger, apiKeys: this.config.api_keys, maxBodyBytes: this.config.max_message_size, maxChannelLength: this.config.max_channel_length, version: VERSION });
     const page = readFileSync(new URL('../public/index.html', import.meta.url), 'utf8');
     this.testPage = Buffer.from(page.replace('<meta name="hubbub-ws-path" content="/ws">', `<meta name="hubbub-ws-path" content="${escapeAttr(this.config.ws_path)}">`));
     this.verifier = TokenVerifier.create(this.config);

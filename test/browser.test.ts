@@ -3,6 +3,7 @@
  * to the server's WebSocket and shows what goes in and out. Needs Debian's /usr/bin/chromium.
  */
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
@@ -227,6 +228,30 @@ describe('test page in a browser', { timeout: 30_000 }, () => {
       assert.deepEqual(errors, []);
     } finally {
       await page.close();
+    }
+  });
+});
+
+describe('the test page with auth required', () => {
+  test('sends the token field in hello and is served as that user', async () => {
+    const secret = 'page-secret';
+    const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+    const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub: 'page-user', name: 'Page User', exp: Math.floor(Date.now() / 1000) + 600 })}`;
+    const token = `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
+    const secured = await startServer({ auth: 'required', jwt_secret: secret });
+    const page = await browser!.newPage();
+    try {
+      await page.goto(secured.http + '/');
+      await page.fill('#token', token);
+      await page.click('#connect');
+      const watcher = await TestClient.connect(secured.url + `?token=${encodeURIComponent(token)}`);
+      await page.waitForFunction(() => document.querySelector('[data-testid="log-entry"][data-type="reply"]') !== null, undefined, { timeout: WAIT });
+      const listed = (await watcher.request({ type: 'clients' })).data as { clients: { user?: string; name?: string }[] };
+      assert.equal(listed.clients.filter((c) => c.user === 'page-user' && c.name === 'Page User').length, 2, 'the page connected as the token user');
+      await watcher.close();
+    } finally {
+      await page.close();
+      await secured.close();
     }
   });
 });

@@ -236,3 +236,20 @@ describe('without API keys', () => {
     for (const a of ['10.0.0.1', '192.168.1.1', '::ffff:10.0.0.1', 'fe80::1', '128.0.0.1', '', undefined]) assert.equal(isLoopback(a), false, String(a));
   });
 });
+
+describe('channel length', () => {
+  it('applies max_channel_length to the API as to clients', async () => {
+    const short = await startServer({ max_channel_length: 10 });
+    try {
+      const ok = await api(short.http, 'POST', '/api/publish', { channel: 'x'.repeat(10), data: 1 });
+      assert.equal(ok.status, 200);
+      const long = await api(short.http, 'POST', '/api/publish', { channel: 'x'.repeat(11), data: 1 });
+      assert.equal(long.status, 400);
+      assert.equal(long.body.error.code, 'invalid_channel');
+      const presence = await api(short.http, 'GET', `/api/channels/${'y'.repeat(11)}/presence`);
+      assert.equal(presence.body.error.code, 'invalid_channel');
+    } finally {
+      await short.close();
+    }
+  });
+});

@@ -13,6 +13,8 @@ export interface ApiOptions {
   logger: Logger;
   apiKeys: string[];
   maxBodyBytes: number;
+  /** Longest channel name accepted, as for clients. */
+  maxChannelLength?: number;
   version: string;
 }
 
@@ -35,7 +37,7 @@ export class Api {
     this.routes = {
       'POST /api/publish': async (_req, body) => {
         check('publish', body);
-        const problem = channelNameError(body.channel);
+        const problem = channelNameError(body.channel, this.options.maxChannelLength);
         if (problem) throw new HubbubError(ErrorCode.InvalidChannel, problem);
         const n = await hub.publish(body.channel as string, body.data as Json, kindOf(body), SERVER);
         return n === undefined ? {} : { delivered: n };
@@ -130,7 +132,7 @@ export class Api {
     } catch {
       throw new HubbubError(ErrorCode.InvalidChannel, 'channel is not valid percent-encoding');
     }
-    const problem = channelNameError(channel);
+    const problem = channelNameError(channel, this.options.maxChannelLength);
     if (problem) throw new HubbubError(ErrorCode.InvalidChannel, problem);
     return { channel, clients: this.options.hub.presence(channel) };
   }
