@@ -91,6 +91,14 @@ export class HubbubServer {
     });
   }
 
+  /** Why one more connection from `ip` would break a connection count limit, if it would. */
+  private connectionsFull(ip: string): string | undefined {
+    const c = this.config;
+    if (c.max_connections > 0 && this.hub.clients.size >= c.max_connections) return `the server is at its limit of ${c.max_connections} connections`;
+    if (c.max_connections_per_ip > 0 && (this.perIp.get(ip) ?? 0) >= c.max_connections_per_ip) return `${ip} already has ${c.max_connections_per_ip} connections`;
+    return undefined;
+  }
+
   /**
    * Admission control for a WebSocket upgrade, cheapest checks first: shutdown, origin, connection
    * rate and counts, then the token (query parameter `token` or `Authorization: Bearer`).
@@ -105,12 +113,8 @@ export class HubbubServer {
     }
     const ip = req.socket.remoteAddress ?? '';
     if (this.connectRate && !this.connectRate.take(ip)) return refuse(429, ErrorCode.RateLimited, `more than ${c.connection_rate_per_ip} connections per second from ${ip}`);
-    if (c.max_connections > 0 && this.hub.clients.size >= c.max_connections) {
-      return refuse(503, ErrorCode.TooManyConnections, `the server is at its limit of ${c.max_connections} connections`);
-    }
-    if (c.max_connections_per_ip > 0 && (this.perIp.get(ip) ?? 0) >= c.max_connections_per_ip) {
-      return refuse(503, ErrorCode.TooManyConnections, `${ip} already has ${c.max_connections_per_ip} connections`);
-    }
+    const full = this.connectionsFull(ip);
+    if (full) return refuse(503, ErrorCode.TooManyConnections, full);
     const token = upgradeToken(req);
     if (token === undefined) return { accept: undefined };
     if (!this.verifier) return refuse(401, ErrorCode.Unauthorized, 'this server verifies no tokens (no jwt_secret, jwt_public_key or jwks is configured)');
@@ -118,12 +122,8 @@ export class HubbubServer {
       (identity): Admission<Identity | undefined> => {
         // Counts may have moved while the token was verified: check again (from here to onConnection is one turn).
         if (this.shuttingDown) return refuse(503, ErrorCode.Unavailable, 'server shutting down');
-        if (c.max_connections > 0 && this.hub.clients.size >= c.max_connections) {
-          return refuse(503, ErrorCode.TooManyConnections, `the server is at its limit of ${c.max_connections} connections`);
-        }
-        if (c.max_connections_per_ip > 0 && (this.perIp.get(ip) ?? 0) >= c.max_connections_per_ip) {
-          return refuse(503, ErrorCode.TooManyConnections, `${ip} already has ${c.max_connections_per_ip} connections`);
-        }
+        const fullNow = this.connectionsFull(ip);
+        if (fullNow) return refuse(503, ErrorCode.TooManyConnections, fullNow);
         if (c.max_connections_per_user > 0 && this.hub.userConnections(identity.user) >= c.max_connections_per_user) {
           return refuse(503, ErrorCode.TooManyConnections, `user ${identity.user} already has ${c.max_connections_per_user} connections`);
         }
