@@ -622,16 +622,11 @@ export class Hubbub extends Emitter<HubbubEvents> {
         return;
       }
       case 'direct':
-        this.emit('direct', frame);
-        return;
       case 'broadcast':
-        this.emit('broadcast', frame);
-        return;
       case 'join':
-        this.emit('join', frame);
-        return;
       case 'leave':
-        this.emit('leave', frame);
+        // Pushes are re-emitted as events of the same name.
+        (this.emit as (event: typeof frame.type, f: typeof frame) => void)(frame.type, frame);
         return;
       default:
         return; // welcome (handled above) and frame types from newer servers
