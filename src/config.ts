@@ -42,6 +42,10 @@ export interface Config {
   message_burst: number;
   max_subscriptions: number;
   max_channel_length: number;
+  max_transfer_size: number;
+  max_transfers: number;
+  permessage_deflate: boolean;
+  compression_threshold: number;
   /** Per-namespace rules (config file only); see src/auth/permissions.ts. */
   namespaces: Record<string, NamespaceRuleInput>;
   /** The rule for channels whose namespace has none (config file only). */
@@ -99,6 +103,11 @@ export const settings: Setting[] = [
   { key: 'message_burst', flag: '--message-burst', arg: '<n>', env: 'HUBBUB_MESSAGE_BURST', kind: 'int', default: 2000, description: 'Bucket size of message_rate: frames a connection may send at once after a quiet spell.' },
   { key: 'max_subscriptions', flag: '--max-subscriptions', arg: '<n>', env: 'HUBBUB_MAX_SUBSCRIPTIONS', kind: 'int', default: 1000, description: 'Most subscriptions per connection (rate_limited beyond). 0: no limit.' },
   { key: 'max_channel_length', flag: '--max-channel-length', arg: '<bytes>', env: 'HUBBUB_MAX_CHANNEL_LENGTH', kind: 'int', default: 255, description: 'Longest channel name or pattern, in bytes of UTF-8 (at most 255).' },
+  { key: 'max_transfer_size', flag: '--max-transfer-size', arg: '<bytes>', env: 'HUBBUB_MAX_TRANSFER_SIZE', kind: 'bytes', default: 67108864, description: 'Largest payload a client may send as a chunked transfer (declared size; too_large beyond). Chunks are relayed as they arrive, never held whole.' },
+  { key: 'max_transfers', flag: '--max-transfers', arg: '<n>', env: 'HUBBUB_MAX_TRANSFERS', kind: 'int', default: 4, description: 'Most transfers one connection may have open at once (rate_limited beyond).' },
+  // ---- compression
+  { key: 'permessage_deflate', flag: '--permessage-deflate', arg: '<bool>', env: 'HUBBUB_PERMESSAGE_DEFLATE', kind: 'bool', default: false, description: 'Offer WebSocket permessage-deflate (with server_no_context_takeover: each publication is compressed once for all its recipients). Saves bandwidth on text payloads, costs CPU; see docs/performance.md.' },
+  { key: 'compression_threshold', flag: '--compression-threshold', arg: '<bytes>', env: 'HUBBUB_COMPRESSION_THRESHOLD', kind: 'bytes', default: 1024, description: 'With permessage_deflate, frames smaller than this are sent uncompressed.' },
 ];
 
 /** Settings that only a config file can hold (structured values). */

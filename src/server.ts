@@ -10,6 +10,7 @@ import { Api } from './http/api.js';
 import { sendError, sendJson } from './http/util.js';
 import { Hub } from './hub/hub.js';
 import { Session } from './hub/session.js';
+import { codecFor, SUBPROTOCOLS } from './hub/codec.js';
 import { createLogger, type Logger } from './log.js';
 import { CloseCode, ErrorCode } from './protocol/errors.js';
 import { attachWebSocket, type Admission } from './transport/ws-server.js';
@@ -69,6 +70,8 @@ export class HubbubServer {
       path: c.ws_path,
       maxMessageSize: c.max_message_size,
       maxQueueBytes: c.max_queue_bytes,
+      subprotocols: SUBPROTOCOLS,
+      deflate: c.permessage_deflate ? { threshold: c.compression_threshold } : undefined,
       admit: (req) => this.admit(req),
       onConnection: (transport, _req, identity) => {
         const ip = transport.remoteAddress;
@@ -81,6 +84,7 @@ export class HubbubServer {
           verifier: this.verifier,
           permissions: this.permissions,
           identity,
+          codec: codecFor(transport.protocol),
           onClosed: () => {
             const n = (this.perIp.get(ip) ?? 1) - 1;
             if (n <= 0) this.perIp.delete(ip);

@@ -1,6 +1,6 @@
 /** `hubbub sub`: subscribe and print every message, one per line (like mosquitto_sub). */
 import { Command, Option } from 'commander';
-import { HubbubError, patternError, type Json, type MessageFrame, type PresenceEventFrame } from '../client/index.js';
+import { HubbubError, patternError, type Data, type Json, type MessageFrame, type PresenceEventFrame } from '../client/index.js';
 import { action, CliError, connectClient, Exit, urlOption, usageExit, wholeNumber } from './common.js';
 
 interface SubOptions {
@@ -150,7 +150,8 @@ async function run(patterns: string[], opts: SubOptions): Promise<void> {
 }
 
 /** A string as is, unless a line break would split the message over several lines; anything else as compact JSON. */
-export function formatData(data: Json): string {
+export function formatData(data: Data): string {
+  if (data instanceof Uint8Array) return `<${data.length} bytes>`;
   if (typeof data === 'string' && !/[\r\n]/.test(data)) return data;
   return JSON.stringify(data);
 }

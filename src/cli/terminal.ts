@@ -10,7 +10,7 @@
  */
 import * as readline from 'node:readline';
 import { HubbubError, type Hubbub } from '../client/index.js';
-import type { ClientInfo, Json, Sender } from '../protocol/frames.js';
+import type { ClientInfo, Data, Json, Sender } from '../protocol/frames.js';
 import { CliError } from './common.js';
 
 const SGR = { bold: 1, dim: 2, red: 31, green: 32, yellow: 33, blue: 34, magenta: 35, cyan: 36, gray: 90 } as const;
@@ -28,8 +28,9 @@ export function sanitize(text: string): string {
   return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
-/** A payload as one line: a string as is, `{"text": "…"}` as its text, anything else as JSON. */
-export function showData(data: Json): string {
+/** A payload as one line: a string as is, `{"text": "…"}` as its text, bytes as their size, anything else as JSON. */
+export function showData(data: Data): string {
+  if (data instanceof Uint8Array) return `<${data.length} bytes>`;
   if (typeof data === 'string') return sanitize(data).replace(/[\t\n]/g, ' ');
   if (data !== null && typeof data === 'object' && !Array.isArray(data)) {
     const keys = Object.keys(data);

@@ -4,10 +4,16 @@
  * Runs in browsers (global WebSocket) and in Node (the `ws` package).
  */
 import { matchPattern, patternError } from '../protocol/channel.js';
+import { crc32 } from '../protocol/crc32.js';
 import { isTerminalCloseCode } from '../protocol/errors.js';
+import { encodeClientFrame, parseServerFrame } from '../protocol/json-codec.js';
 import type {
+  AbortFrame,
+  ChunkFrame,
   ClientFrame,
   ClientListEntry,
+  Compression,
+  Data,
   DirectTarget,
   FrameId,
   Json,
@@ -20,7 +26,39 @@ import type {
   ErrorFrame,
 } from '../protocol/frames.js';
 import { backoffDelay } from './backoff.js';
+import { compress, concat, decompress } from './compress.js';
 import { Emitter } from './emitter.js';
+
+/** The wire encodings, by WebSocket subprotocol. */
+export type Encoding = 'json' | 'protobuf';
+const SUBPROTOCOL: Record<Encoding, string> = { json: 'hubbub.v1.json', protobuf: 'hubbub.v1.protobuf' };
+
+/** Turns frames into wire messages and back, for one encoding. */
+interface WireCodec {
+  encode(frame: ClientFrame): string | Uint8Array;
+  decode(data: unknown): ServerFrame;
+}
+
+const jsonWire: WireCodec = {
+  encode: encodeClientFrame,
+  decode(data) {
+    if (typeof data !== 'string') throw new Error('the server sent a binary frame on a JSON connection');
+    return parseServerFrame(data);
+  },
+};
+
+let protobufWire: Promise<WireCodec> | undefined;
+/** Loaded on first use, so that JSON-only clients (and browsers) never load @bufbuild/protobuf. */
+function loadProtobufWire(): Promise<WireCodec> {
+  protobufWire ??= import('../protocol/proto-codec.js').then((m) => ({
+    encode: m.encodeClientFrame,
+    decode(data) {
+      if (typeof data === 'string') throw new Error('the server sent a text frame on a protobuf connection');
+      return m.decodeServerFrame(data instanceof Uint8Array ? data : new Uint8Array(data as ArrayBuffer));
+    },
+  }));
+  return protobufWire;
+}
 
 /** A client frame without its `id` (the SDK assigns ids). */
 export type RequestFrame = ClientFrame extends unknown ? (ClientFrame extends infer F ? (F extends unknown ? Omit<F, 'id'> : never) : never) : never;
@@ -43,16 +81,27 @@ const realClock: Clock = {
 /** The subset of the WHATWG WebSocket the SDK uses; `ws` and browsers both provide it. */
 export interface SocketLike {
   readonly readyState: number;
-  send(data: string): void;
+  /** The negotiated subprotocol. */
+  readonly protocol?: string;
+  binaryType?: string;
+  send(data: string | Uint8Array): void;
   close(code?: number, reason?: string): void;
   onopen: ((ev: unknown) => void) | null;
   onmessage: ((ev: { data: unknown }) => void) | null;
   onclose: ((ev: { code: number; reason: string }) => void) | null;
   onerror: ((ev: unknown) => void) | null;
 }
-export type SocketFactory = (url: string) => SocketLike | Promise<SocketLike>;
+export type SocketFactory = (url: string, protocols: string[]) => SocketLike | Promise<SocketLike>;
 
 export interface HubbubClientOptions {
+  /** Wire encoding: JSON text frames (default) or Protocol Buffers binary frames. */
+  encoding?: Encoding;
+  /** Byte payloads larger than this are published or sent as transfers. Default: 3/4 of the server's max_message_size minus 4 KiB. */
+  transferThreshold?: number;
+  /** Largest incoming transfer this client reassembles; larger ones are ignored with an error event. Default 64 MiB. */
+  maxTransferSize?: number;
+  /** An incoming transfer that receives no chunk for this long is dropped. Default 60 000 ms. */
+  transferTimeout?: number;
   /** Display name sent in `hello`. */
   name?: string;
   /** Client software version sent in `hello`. */
@@ -93,7 +142,30 @@ export interface HubbubClientOptions {
   random?: () => number;
 }
 
-export type MessageHandler = (data: Json, message: MessageFrame) => void;
+/** Receives a message's data: a JSON value, or a Uint8Array for byte payloads (and completed transfers). */
+export type MessageHandler = (data: Data, message: MessageFrame) => void;
+
+export interface TransferOptions {
+  /** Shown to receivers (for example a file name). */
+  name?: string;
+  kind?: string;
+  /** Bytes of payload per chunk, before compression. Default 16 KiB. */
+  chunkSize?: number;
+  /** Compress each chunk (sent raw when that does not make it smaller). */
+  compression?: Compression;
+  /** Chunks sent ahead of the server's answers. Default 8. */
+  window?: number;
+  /** Called after each acknowledged chunk. */
+  onProgress?: (sent: number, total: number) => void;
+}
+
+export interface TransferResult {
+  transfer: string;
+  chunks: number;
+  bytes: number;
+  /** Receivers of the last chunk. */
+  delivered: number;
+}
 
 export interface Subscription {
   readonly pattern: string;
@@ -179,7 +251,9 @@ interface SubEntry {
   ready: Promise<void>;
 }
 
-type Resolved<O> = Required<Pick<O, Extract<keyof O, 'requestTimeout' | 'maxQueuedRequests' | 'reconnect' | 'minReconnectDelay' | 'maxReconnectDelay' | 'maxReconnectAttempts' | 'connectTimeout' | 'pongTimeout' | 'autoPing' | 'refreshBefore'>>>;
+type Resolved<O> = Required<
+  Pick<O, Extract<keyof O, 'requestTimeout' | 'maxQueuedRequests' | 'reconnect' | 'minReconnectDelay' | 'maxReconnectDelay' | 'maxReconnectAttempts' | 'connectTimeout' | 'pongTimeout' | 'autoPing' | 'refreshBefore' | 'encoding' | 'maxTransferSize' | 'transferTimeout'>>
+>;
 
 const DEFAULTS: Resolved<HubbubClientOptions> = {
   requestTimeout: 10_000,
@@ -192,7 +266,27 @@ const DEFAULTS: Resolved<HubbubClientOptions> = {
   pongTimeout: 10_000,
   autoPing: true,
   refreshBefore: 30_000,
+  encoding: 'json',
+  maxTransferSize: 64 * 1024 * 1024,
+  transferTimeout: 60_000,
 };
+
+/** A transfer being received. */
+interface Incoming {
+  key: string;
+  chunk: ChunkFrame;
+  next: number;
+  parts: Uint8Array[];
+  received: number;
+  size: number;
+  crc: number;
+  /** Chunks are decompressed in order, one after the other. */
+  work: Promise<void>;
+  timer: unknown;
+  failed: boolean;
+}
+
+let transferCounter = 0;
 
 const OPEN = 1;
 
@@ -220,6 +314,8 @@ export class Hubbub extends Emitter<HubbubEvents> {
   private retryInitial = true;
   /** Bumped for every socket, so that events of an abandoned socket are ignored. */
   private generation = 0;
+  private wire: WireCodec = jsonWire;
+  private readonly incoming = new Map<string, Incoming>();
 
   constructor(
     readonly url: string,
@@ -314,23 +410,29 @@ export class Hubbub extends Emitter<HubbubEvents> {
       p.reject(new HubbubError('timeout', `${p.type}: no answer within ${timeout} ms`, p.type));
     }, timeout);
     this.pending.set(id, p);
-    this.socket!.send(JSON.stringify({ ...frame, id }));
+    this.socket!.send(this.wire.encode({ ...frame, id } as ClientFrame));
   }
 
-  echo<T extends Json>(data: T, options?: { timeout?: number }): Promise<T> {
+  echo<T extends Data>(data: T, options?: { timeout?: number }): Promise<T> {
     return this.request<{ data: T }>({ type: 'echo', data }, options).then((r) => r.data);
   }
 
-  async publish(channel: string, data: Json, options: { kind?: string; timeout?: number } = {}): Promise<void> {
+  /** Publish to a channel. Bytes larger than `transferThreshold` go as a transfer (see `transfer`). */
+  async publish(channel: string, data: Data, options: { kind?: string; timeout?: number } = {}): Promise<void> {
+    if (data instanceof Uint8Array && data.length > this.transferThreshold()) {
+      await this.transfer({ channel }, data, { kind: options.kind });
+      return;
+    }
     await this.request({ type: 'publish', channel, data, ...(options.kind !== undefined ? { kind: options.kind } : {}) }, options);
   }
 
   /** A direct message to one connection (`{client}`) or every connection of a user (`{user}`); resolves with the number delivered. */
-  send(to: DirectTarget, data: Json, options: { kind?: string; timeout?: number } = {}): Promise<number> {
+  async send(to: DirectTarget, data: Data, options: { kind?: string; timeout?: number } = {}): Promise<number> {
+    if (data instanceof Uint8Array && data.length > this.transferThreshold()) return (await this.transfer({ to }, data, { kind: options.kind })).delivered;
     return this.request<{ delivered: number }>({ type: 'send', to, data, ...(options.kind !== undefined ? { kind: options.kind } : {}) }, options).then((r) => r.delivered);
   }
 
-  broadcast(data: Json, options: { kind?: string; timeout?: number } = {}): Promise<number> {
+  broadcast(data: Data, options: { kind?: string; timeout?: number } = {}): Promise<number> {
     return this.request<{ delivered: number }>({ type: 'broadcast', data, ...(options.kind !== undefined ? { kind: options.kind } : {}) }, options).then((r) => r.delivered);
   }
 
@@ -347,6 +449,146 @@ export class Hubbub extends Emitter<HubbubEvents> {
     const t0 = this.clock.now();
     await this.request({ type: 'ping' }, options);
     return this.clock.now() - t0;
+  }
+
+  // ---- transfers -----------------------------------------------------------------------------------
+
+  /** The size above which publish() and send() turn bytes into a transfer. */
+  private transferThreshold(): number {
+    if (this.options.transferThreshold !== undefined) return this.options.transferThreshold;
+    const max = this.welcome?.max_message_size ?? 1024 * 1024;
+    return Math.max(1024, Math.floor(((max - 4096) * 3) / 4));
+  }
+
+  /**
+   * Send a payload of any size (up to the server's max_transfer_size) to a channel's subscribers or
+   * to a direct target, as numbered chunks with CRC-32s (docs/protocol.md, "Transfers"). Receivers
+   * using this SDK get one `message` (or `direct`) with the whole bytes. Rejects, and the transfer is
+   * aborted, if the server refuses a chunk or the connection is lost.
+   */
+  async transfer(dest: { channel: string } | { to: DirectTarget }, data: Uint8Array, options: TransferOptions = {}): Promise<TransferResult> {
+    const chunkSize = Math.max(1, options.chunkSize ?? 16 * 1024);
+    const window = Math.max(1, options.window ?? 8);
+    const transfer = `t${++transferCounter}-${Math.floor((this.options.random ?? Math.random)() * 2 ** 32).toString(36)}`;
+    const total = crc32(data);
+    const chunks = Math.max(1, Math.ceil(data.length / chunkSize));
+    const inFlight = new Set<Promise<unknown>>();
+    let failure: unknown;
+    let acked = 0;
+    let delivered = 0;
+    for (let seq = 0; seq < chunks && failure === undefined; seq++) {
+      const raw = data.subarray(seq * chunkSize, Math.min(data.length, (seq + 1) * chunkSize));
+      let body = raw;
+      let method: Compression | undefined;
+      if (options.compression) {
+        const packed = await compress(options.compression, raw);
+        if (packed.length < raw.length) {
+          body = packed;
+          method = options.compression;
+        }
+      }
+      const last = seq === chunks - 1;
+      const frame: ChunkFrame = { type: 'chunk', transfer, seq, data: body, crc: crc32(body) };
+      if (method) frame.compression = method;
+      if (seq === 0) {
+        Object.assign(frame, 'channel' in dest ? { channel: dest.channel } : { to: dest.to }, { size: data.length });
+        if (options.kind !== undefined) frame.kind = options.kind;
+        if (options.name !== undefined) frame.name = options.name;
+      }
+      if (last) Object.assign(frame, { last: true, total_crc: total });
+      const sent = this.request<{ delivered?: number }>(frame).then(
+        (r) => {
+          acked += raw.length;
+          if (last) delivered = r.delivered ?? 0;
+          options.onProgress?.(acked, data.length);
+        },
+        (err: unknown) => {
+          failure ??= err;
+        },
+      );
+      inFlight.add(sent);
+      void sent.finally(() => inFlight.delete(sent));
+      if (inFlight.size >= window) await Promise.race(inFlight);
+    }
+    await Promise.all(inFlight);
+    if (failure !== undefined) {
+      const err = failure as HubbubError;
+      // The server aborts for its own refusals; otherwise tell it (and so the receivers) to stop.
+      if (err.code !== 'transfer_aborted' && this._state === 'connected') void this.request({ type: 'abort', transfer, message: `the sender gave up: ${err.message}` }).catch(() => {});
+      throw err;
+    }
+    return { transfer, chunks, bytes: data.length, delivered };
+  }
+
+  private receiveChunk(frame: ChunkFrame): void {
+    const key = `${frame.from && 'client' in frame.from ? frame.from.client : ''}|${frame.transfer}`;
+    let t = this.incoming.get(key);
+    if (t === undefined) {
+      if (frame.seq !== 0) return; // a transfer that started before this client subscribed
+      const size = frame.size ?? 0;
+      t = { key, chunk: frame, next: 0, parts: [], received: 0, size, crc: 0, work: Promise.resolve(), timer: undefined, failed: false };
+      this.incoming.set(key, t);
+      if (size > this.options.maxTransferSize) {
+        this.failIncoming(t, `it is ${size} bytes, over this client's maxTransferSize of ${this.options.maxTransferSize}`);
+        return;
+      }
+    }
+    if (t.failed) return;
+    const it = t;
+    this.clock.clearTimeout(it.timer);
+    it.timer = this.clock.setTimeout(() => this.failIncoming(it, `no chunk for ${this.options.transferTimeout} ms`), this.options.transferTimeout);
+    if (frame.seq !== it.next) return this.failIncoming(it, `chunk ${frame.seq} arrived where ${it.next} was expected`);
+    it.next++;
+    const body = frame.data as Uint8Array;
+    if (crc32(body) !== frame.crc) return this.failIncoming(it, `chunk ${frame.seq} failed its CRC-32 check`);
+    it.work = it.work.then(async () => {
+      if (it.failed) return;
+      const part = frame.compression ? await decompress(frame.compression, body, it.size - it.received) : body;
+      if (it.received + part.length > it.size) throw new Error(`more bytes than the declared size ${it.size}`);
+      it.parts.push(part);
+      it.received += part.length;
+      it.crc = crc32(part, it.crc);
+      if (!frame.last) return;
+      this.incoming.delete(it.key);
+      this.clock.clearTimeout(it.timer);
+      if (it.received !== it.size) throw new Error(`${it.received} bytes arrived, not the declared ${it.size}`);
+      if (it.crc !== frame.total_crc) throw new Error('the whole payload failed its CRC-32 check');
+      this.completeIncoming(it, concat(it.parts, it.received));
+    });
+    it.work.catch((err: unknown) => this.failIncoming(it, (err as Error).message));
+  }
+
+  /** A reassembled transfer becomes one message (channel transfers) or one direct message. */
+  private completeIncoming(t: Incoming, data: Uint8Array): void {
+    const c = t.chunk;
+    const transfer = { id: c.transfer, size: t.size, ...(c.name !== undefined && { name: c.name }) };
+    const from = c.from ?? { server: true as const };
+    if (c.channel !== undefined) {
+      this.dispatch({ type: 'message', channel: c.channel, pattern: c.pattern ?? c.channel, data, kind: c.kind ?? 'text', from, ts: c.ts ?? 0, transfer });
+    } else {
+      this.dispatch({ type: 'direct', data, kind: c.kind ?? 'text', from, ts: c.ts ?? 0, transfer });
+    }
+  }
+
+  private failIncoming(t: Incoming, why: string, code = 'transfer_failed'): void {
+    if (t.failed) return;
+    t.failed = true;
+    t.parts = [];
+    this.clock.clearTimeout(t.timer);
+    // Kept (failed) until a timeout so that its remaining chunks are ignored quietly.
+    t.timer = this.clock.setTimeout(() => this.incoming.delete(t.key), this.options.transferTimeout);
+    this.emit('error', new HubbubError(code, `transfer ${t.chunk.transfer}${t.chunk.name ? ` (${t.chunk.name})` : ''}: ${why}`));
+  }
+
+  private receiveAbort(frame: AbortFrame): void {
+    const key = `${frame.from && 'client' in frame.from ? frame.from.client : ''}|${frame.transfer}`;
+    const t = this.incoming.get(key);
+    if (t) this.failIncoming(t, `aborted: ${frame.message ?? 'no reason given'}`, frame.code ?? 'transfer_aborted');
+  }
+
+  private dropIncoming(): void {
+    for (const t of this.incoming.values()) this.clock.clearTimeout(t.timer);
+    this.incoming.clear();
   }
 
   // ---- subscriptions ------------------------------------------------------------------------------
@@ -439,7 +681,9 @@ export class Hubbub extends Emitter<HubbubEvents> {
     const gen = ++this.generation;
     let socket: SocketLike;
     try {
-      socket = await (this.options.socket ?? defaultSocketFactory)(this.url);
+      this.wire = this.options.encoding === 'protobuf' ? await loadProtobufWire() : jsonWire;
+      socket = await (this.options.socket ?? defaultSocketFactory)(this.url, [SUBPROTOCOL[this.options.encoding]]);
+      socket.binaryType = 'arraybuffer';
     } catch (err) {
       if (gen === this.generation) this.lost(ClientCloseCode.ConnectFailed, `cannot open ${this.url}: ${(err as Error).message}`, false);
       return;
@@ -480,9 +724,9 @@ export class Hubbub extends Emitter<HubbubEvents> {
       this.pingOutstanding = false;
       let frame: ServerFrame;
       try {
-        frame = JSON.parse(String(ev.data)) as ServerFrame;
-      } catch {
-        this.emit('error', new HubbubError('bad_frame', 'the server sent a frame that is not JSON'));
+        frame = this.wire.decode(ev.data);
+      } catch (err) {
+        this.emit('error', new HubbubError('bad_frame', `the server sent a frame that cannot be decoded: ${(err as Error).message}`));
         return;
       }
       if (frame.type === 'welcome' && !this.welcome) {
@@ -621,6 +865,12 @@ export class Hubbub extends Emitter<HubbubEvents> {
         this.emit('message', frame);
         return;
       }
+      case 'chunk':
+        this.receiveChunk(frame);
+        return;
+      case 'abort':
+        this.receiveAbort(frame);
+        return;
       case 'direct':
       case 'broadcast':
       case 'join':
@@ -654,6 +904,7 @@ export class Hubbub extends Emitter<HubbubEvents> {
   private lost(code: number, reason: string, opened: boolean): void {
     this.socket = undefined;
     this.welcome = undefined;
+    this.dropIncoming(); // their remaining chunks went out on the lost connection
     this.stopLiveness();
     const wasConnected = this._state === 'connected';
     if (wasConnected) for (const entry of this.subs.values()) this.renewReady(entry);
@@ -788,15 +1039,15 @@ export class Hubbub extends Emitter<HubbubEvents> {
   }
 }
 
-async function defaultSocketFactory(url: string): Promise<SocketLike> {
-  const g = globalThis as unknown as { WebSocket?: new (url: string) => SocketLike; process?: { versions?: { node?: string } } };
+async function defaultSocketFactory(url: string, protocols: string[]): Promise<SocketLike> {
+  const g = globalThis as unknown as { WebSocket?: new (url: string, protocols: string[]) => SocketLike; process?: { versions?: { node?: string } } };
   // In Node prefer `ws`: it reports HTTP refusals and the server's pings; browsers use their own WebSocket.
   if (g.process?.versions?.node) {
     const { WebSocket } = await import('ws');
-    return new WebSocket(url) as unknown as SocketLike;
+    return new WebSocket(url, protocols) as unknown as SocketLike;
   }
   if (!g.WebSocket) throw new Error('no WebSocket implementation: pass the `socket` option');
-  return new g.WebSocket(url);
+  return new g.WebSocket(url, protocols);
 }
 
 function defined<T extends Record<string, unknown>>(o: T): Partial<T> {

@@ -1,15 +1,36 @@
-import type { ClientInfo, DirectTarget, Json, Sender } from '../protocol/frames.js';
+import type { ClientInfo, Compression, DirectTarget, Sender } from '../protocol/frames.js';
+import type { Payload } from '../protocol/payload.js';
+
+/** Where a transfer goes: the subscribers of a channel, or a direct target. */
+export type TransferDestination = { channel: string } | { to: DirectTarget };
+
+/** A transfer chunk as relayed to receivers (the chunk frame's fields, without data). */
+export interface RelayedChunk {
+  transfer: string;
+  seq: number;
+  last: boolean;
+  crc: number;
+  compression?: Compression;
+  kind?: string;
+  name?: string;
+  size?: number;
+  total_crc?: number;
+  from: Sender;
+  ts: number;
+}
 
 /**
- * What travels between the hub and the broker engine. Plain JSON-serialisable objects, because with
- * a clustered engine they cross the network and arrive from other nodes.
+ * What travels between the hub and the broker engine. Plain objects whose payloads are Payloads;
+ * a clustered engine serialises them (a Payload is JSON text or bytes) to cross the network.
  */
 export type BrokerMessage =
-  | { type: 'publication'; channel: string; data: Json; kind: string; from: Sender; ts: number }
-  | { type: 'broadcast'; data: Json; kind: string; from: Sender; ts: number }
-  | { type: 'direct'; to: DirectTarget; data: Json; kind: string; from: Sender; ts: number }
+  | { type: 'publication'; channel: string; payload: Payload; kind: string; from: Sender; ts: number }
+  | { type: 'broadcast'; payload: Payload; kind: string; from: Sender; ts: number }
+  | { type: 'direct'; to: DirectTarget; payload: Payload; kind: string; from: Sender; ts: number }
   | { type: 'join' | 'leave'; channel: string; client: ClientInfo }
-  | { type: 'disconnect'; target: DirectTarget; code: number; reason: string };
+  | { type: 'disconnect'; target: DirectTarget; code: number; reason: string }
+  | { type: 'chunk'; dest: TransferDestination; chunk: RelayedChunk; payload: Payload }
+  | { type: 'abort'; dest: TransferDestination; transfer: string; code: string; message: string; from: Sender };
 
 /** How many connections a message reached, when known. */
 export type Delivered = number | undefined;

@@ -5,7 +5,8 @@ import type { Hub } from '../hub/hub.js';
 import { channelNameError } from '../protocol/channel.js';
 import { CloseCode, ErrorCode, HubbubError, httpStatusOf } from '../protocol/errors.js';
 import { DEFAULT_KIND, type DirectTarget, type Json } from '../protocol/frames.js';
-import { fieldsError } from '../protocol/json-codec.js';
+import { fieldsError, payloadOf } from '../protocol/json-codec.js';
+import type { Payload } from '../protocol/payload.js';
 import { isLoopback, readJsonBody, sendError, sendJson } from './util.js';
 
 export interface ApiOptions {
@@ -36,19 +37,19 @@ export class Api {
     const hub = options.hub;
     this.routes = {
       'POST /api/publish': async (_req, body) => {
-        check('publish', body);
+        const payload = check('publish', body);
         const problem = channelNameError(body.channel, this.options.maxChannelLength);
         if (problem) throw new HubbubError(ErrorCode.InvalidChannel, problem);
-        const n = await hub.publish(body.channel as string, body.data as Json, kindOf(body), SERVER);
+        const n = await hub.publish(body.channel as string, payload, kindOf(body), SERVER);
         return n === undefined ? {} : { delivered: n };
       },
       'POST /api/broadcast': async (_req, body) => {
-        check('broadcast', body);
-        return { delivered: (await hub.broadcast(body.data as Json, kindOf(body), SERVER)) ?? 0 };
+        const payload = check('broadcast', body);
+        return { delivered: (await hub.broadcast(payload, kindOf(body), SERVER)) ?? 0 };
       },
       'POST /api/send': async (_req, body) => {
-        check('send', body);
-        return { delivered: (await hub.send(body.to as DirectTarget, body.data as Json, kindOf(body), SERVER)) ?? 0 };
+        const payload = check('send', body);
+        return { delivered: (await hub.send(body.to as DirectTarget, payload, kindOf(body), SERVER)) ?? 0 };
       },
       'POST /api/disconnect': async (_req, body) => {
         const target = disconnectTarget(body);
@@ -148,9 +149,13 @@ function digest(key: string): Buffer {
   return createHash('sha256').update(key).digest();
 }
 
-function check(type: 'publish' | 'broadcast' | 'send', body: Record<string, unknown>): void {
+/** Validate a body with the rules of the frame it stands for; gives its payload (`data`, base64 bytes with `"encoding":"base64"`). */
+function check(type: 'publish' | 'broadcast' | 'send', body: Record<string, unknown>): Payload {
   const problem = fieldsError(type, body);
   if (problem) throw new HubbubError(ErrorCode.BadRequest, problem);
+  const payload = payloadOf(body);
+  if (typeof payload === 'string') throw new HubbubError(ErrorCode.BadRequest, payload);
+  return payload;
 }
 
 function kindOf(body: Record<string, unknown>): string {

@@ -38,6 +38,8 @@ export class Client {
   constructor(
     readonly id: string,
     readonly transport: Transport,
+    /** Speaks the protobuf encoding (else JSON): which encoding of a shared frame it gets. */
+    readonly protobuf = false,
   ) {}
 
   identify(fields: { user?: string; name?: string; version?: string }): void {

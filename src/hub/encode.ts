@@ -1,23 +1,96 @@
 /**
- * JSON encodings of the server pushes, built by string concatenation so that the hot path
- * stringifies a payload once, whatever the number of recipients.
+ * Encodings of the frames the hub sends to many connections. A Push is one such frame: it is
+ * encoded at most once per wire encoding actually used by its recipients (JSON text, protobuf
+ * bytes), and those bytes are shared by all of them. JSON frames are built by concatenation so that
+ * a payload is stringified once, whatever the number of patterns and recipients.
  */
-import type { ClientInfo, Json, Sender } from '../protocol/frames.js';
+import type { RelayedChunk } from '../engine/broker.js';
+import type { ClientInfo, ServerFrame, Sender } from '../protocol/frames.js';
+import type { Payload } from '../protocol/payload.js';
+import { encodeServerFrame as encodeProto } from '../protocol/proto-codec.js';
+import { Outgoing } from '../transport/outgoing.js';
+import type { Client } from './client.js';
 
-/** `{"type":"message","channel":…,"pattern":` — the pattern follows, then the tail. */
-export function encodeMessageHead(channel: string): string {
-  return `{"type":"message","channel":${JSON.stringify(channel)},"pattern":`;
+export class Push {
+  private json: Outgoing | undefined;
+  private proto: Outgoing | undefined;
+
+  constructor(
+    private readonly toJson: () => string,
+    private readonly toProto: () => Uint8Array,
+  ) {}
+
+  /** A frame without a payload. */
+  static of(frame: ServerFrame): Push {
+    return new Push(
+      () => JSON.stringify(frame),
+      () => encodeProto(frame),
+    );
+  }
+
+  /** A frame whose `data` is `payload`; `bytesOnly` for chunks, whose JSON data is base64 without an `encoding` field. */
+  static withPayload(frame: { type: ServerFrame['type'] } & Record<string, unknown>, payload: Payload, bytesOnly = false): Push {
+    return new Push(
+      () => jsonWithData(JSON.stringify(frame), payload, bytesOnly),
+      () => encodeProto(frame as unknown as ServerFrame, { payload }),
+    );
+  }
+
+  /** The frame in the encoding this client speaks. */
+  for(client: Client): Outgoing {
+    return client.protobuf ? (this.proto ??= new Outgoing(this.toProto())) : (this.json ??= new Outgoing(this.toJson()));
+  }
 }
 
-/** The rest of a `message` frame after its pattern. */
-export function encodeMessageTail(data: Json, kind: string, from: Sender, ts: number): string {
-  return `,"data":${JSON.stringify(data)},"kind":${JSON.stringify(kind)},"from":${JSON.stringify(from)},"ts":${ts}}`;
+/** `{"type":…,…}` of a frame without data, with `"data"` (and `"encoding":"base64"` for bytes) put right after the type. */
+function jsonWithData(frameText: string, payload: Payload, bytesOnly: boolean): string {
+  const encoding = payload.binary && !bytesOnly ? ',"encoding":"base64"' : '';
+  // `type` is the first key and its value holds no comma: the first comma (or the closing brace) ends it.
+  let i = frameText.indexOf(',');
+  if (i < 0) i = frameText.length - 1;
+  return `${frameText.slice(0, i)},"data":${payload.jsonData()}${encoding}${frameText.slice(i)}`;
 }
 
-export function encodePush(type: 'direct' | 'broadcast', data: Json, kind: string, from: Sender, ts: number): string {
-  return `{"type":"${type}","data":${JSON.stringify(data)},"kind":${JSON.stringify(kind)},"from":${JSON.stringify(from)},"ts":${ts}}`;
+/**
+ * The frames of one publication, one per matching pattern (only `pattern` differs). The JSON text
+ * around the pattern is built once for all patterns.
+ */
+export class PublicationPushes {
+  private head: string | undefined;
+  private tail: string | undefined;
+
+  constructor(
+    private readonly channel: string,
+    private readonly payload: Payload,
+    private readonly kind: string,
+    private readonly from: Sender,
+    private readonly ts: number,
+  ) {}
+
+  forPattern(pattern: string): Push {
+    return new Push(
+      () => {
+        this.head ??= `{"type":"message","channel":${JSON.stringify(this.channel)},"pattern":`;
+        this.tail ??= `,"data":${this.payload.jsonData()}${this.payload.binary ? ',"encoding":"base64"' : ''},"kind":${JSON.stringify(this.kind)},"from":${JSON.stringify(this.from)},"ts":${this.ts}}`;
+        return this.head + JSON.stringify(pattern) + this.tail;
+      },
+      () => encodeProto({ type: 'message', channel: this.channel, pattern, data: null, kind: this.kind, from: this.from, ts: this.ts }, { payload: this.payload }),
+    );
+  }
 }
 
-export function encodePresenceEvent(type: 'join' | 'leave', channel: string, client: ClientInfo): string {
-  return JSON.stringify({ type, channel, client });
+export function directPush(type: 'direct' | 'broadcast', payload: Payload, kind: string, from: Sender, ts: number): Push {
+  return Push.withPayload({ type, kind, from, ts }, payload);
+}
+
+export function presencePush(type: 'join' | 'leave', channel: string, client: ClientInfo): Push {
+  return Push.of({ type, channel, client });
+}
+
+/** A relayed transfer chunk; `pattern` is set for channel transfers. */
+export function chunkPush(chunk: RelayedChunk, channel: string | undefined, pattern: string | undefined, payload: Payload): Push {
+  const frame: Record<string, unknown> = { type: 'chunk', ...chunk };
+  if (channel !== undefined) frame.channel = channel;
+  if (pattern !== undefined) frame.pattern = pattern;
+  return Push.withPayload(frame as { type: 'chunk' }, payload, true);
 }

@@ -1,12 +1,13 @@
 import type { Logger } from 'pino';
-import type { Broker, BrokerMessage, Delivered } from '../engine/broker.js';
+import type { Broker, BrokerMessage, Delivered, RelayedChunk, TransferDestination } from '../engine/broker.js';
 import { CloseCode } from '../protocol/errors.js';
-import type { ClientInfo, ClientListEntry, DirectTarget, Json, Sender } from '../protocol/frames.js';
+import type { ClientInfo, ClientListEntry, DirectTarget, Sender } from '../protocol/frames.js';
 import { isWildcard } from '../protocol/channel.js';
-import { Outgoing } from '../transport/outgoing.js';
+import type { Payload } from '../protocol/payload.js';
+import type { Outgoing } from '../transport/outgoing.js';
 import { Client, type Subscription } from './client.js';
 import { TopicTrie, type TrieNode } from './topic-trie.js';
-import { encodeMessageHead, encodeMessageTail, encodePresenceEvent, encodePush } from './encode.js';
+import { chunkPush, directPush, presencePush, Push, PublicationPushes } from './encode.js';
 
 export interface HubOptions {
   broker: Broker;
@@ -185,16 +186,26 @@ export class Hub {
 
   // ---- operations (from clients and from the HTTP API) ----------------------------------------
 
-  publish(channel: string, data: Json, kind: string, from: Sender): Delivered | Promise<Delivered> {
-    return this.broker.publish({ type: 'publication', channel, data, kind, from, ts: Date.now() });
+  publish(channel: string, payload: Payload, kind: string, from: Sender): Delivered | Promise<Delivered> {
+    return this.broker.publish({ type: 'publication', channel, payload, kind, from, ts: Date.now() });
   }
 
-  broadcast(data: Json, kind: string, from: Sender): Delivered | Promise<Delivered> {
-    return this.broker.publish({ type: 'broadcast', data, kind, from, ts: Date.now() });
+  broadcast(payload: Payload, kind: string, from: Sender): Delivered | Promise<Delivered> {
+    return this.broker.publish({ type: 'broadcast', payload, kind, from, ts: Date.now() });
   }
 
-  send(to: DirectTarget, data: Json, kind: string, from: Sender): Delivered | Promise<Delivered> {
-    return this.broker.publish({ type: 'direct', to, data, kind, from, ts: Date.now() });
+  send(to: DirectTarget, payload: Payload, kind: string, from: Sender): Delivered | Promise<Delivered> {
+    return this.broker.publish({ type: 'direct', to, payload, kind, from, ts: Date.now() });
+  }
+
+  /** Relay one checked transfer chunk to the transfer's receivers. */
+  relayChunk(dest: TransferDestination, chunk: RelayedChunk, payload: Payload): Delivered | Promise<Delivered> {
+    return this.broker.publish({ type: 'chunk', dest, chunk, payload });
+  }
+
+  /** Tell a transfer's receivers that it ended without its last chunk. */
+  abortTransfer(dest: TransferDestination, transfer: string, code: string, message: string, from: Sender): Delivered | Promise<Delivered> {
+    return this.broker.publish({ type: 'abort', dest, transfer, code, message, from });
   }
 
   disconnect(target: DirectTarget, code: number, reason: string): Delivered | Promise<Delivered> {
@@ -238,6 +249,11 @@ export class Hub {
   // ---- delivery -------------------------------------------------------------------------------
 
   /** Send one frame to one client, counting it. */
+  sendPush(client: Client, push: Push): boolean {
+    return this.sendTo(client, push.for(client));
+  }
+
+  /** Send one frame to one client, counting it. */
   sendTo(client: Client, frame: Outgoing): boolean {
     if (!client.transport.send(frame)) return false;
     this.counters.messages_out++;
@@ -248,12 +264,26 @@ export class Hub {
   /** Deliver a message from the broker to this node's connections; returns how many got it. */
   deliver(m: BrokerMessage): number {
     switch (m.type) {
-      case 'publication':
-        return this.deliverPublication(m);
+      case 'publication': {
+        this.counters.publications++;
+        const pushes = new PublicationPushes(m.channel, m.payload, m.kind, m.from, m.ts);
+        return this.deliverToChannel(m.channel, (pattern) => pushes.forPattern(pattern));
+      }
       case 'broadcast':
-        return this.deliverToAll(new Outgoing(encodePush('broadcast', m.data, m.kind, m.from, m.ts)), this.clients.values());
+        return this.deliverToAll(directPush('broadcast', m.payload, m.kind, m.from, m.ts), this.clients.values());
       case 'direct':
-        return this.deliverToAll(new Outgoing(encodePush('direct', m.data, m.kind, m.from, m.ts)), this.targets(m.to));
+        return this.deliverToAll(directPush('direct', m.payload, m.kind, m.from, m.ts), this.targets(m.to));
+      case 'chunk': {
+        const { dest, chunk, payload } = m;
+        if ('to' in dest) return this.deliverToAll(chunkPush(chunk, undefined, undefined, payload), this.targets(dest.to));
+        return this.deliverToChannel(dest.channel, (pattern) => chunkPush(chunk, dest.channel, pattern, payload));
+      }
+      case 'abort': {
+        const frame = { type: 'abort' as const, transfer: m.transfer, code: m.code, message: m.message, from: m.from };
+        if ('to' in m.dest) return this.deliverToAll(Push.of(frame), this.targets(m.dest.to));
+        const push = Push.of({ ...frame, channel: m.dest.channel });
+        return this.deliverToChannel(m.dest.channel, () => push);
+      }
       case 'join':
       case 'leave':
         return this.deliverPresenceEvent(m.type, m.channel, m.client);
@@ -278,54 +308,66 @@ export class Hub {
     }
   }
 
-  private deliverToAll(frame: Outgoing, clients: Iterable<Client>): number {
+  private deliverToAll(push: Push, clients: Iterable<Client>): number {
     let n = 0;
-    for (const client of clients) if (client.transport.send(frame)) n++;
+    let bytes = 0;
+    for (const client of clients) {
+      const frame = push.for(client);
+      if (client.transport.send(frame)) {
+        n++;
+        bytes += frame.size;
+      }
+    }
     this.counters.messages_out += n;
-    this.counters.bytes_out += n * frame.size;
+    this.counters.bytes_out += bytes;
     return n;
   }
 
-  // The fan-out hot path: one trie walk, one JSON encoding of the payload, one frame per matching
-  // pattern (the `pattern` field differs), the same bytes written to every subscriber of it.
-  private deliverPublication(p: Extract<BrokerMessage, { type: 'publication' }>): number {
-    this.counters.publications++;
+  // The fan-out hot path: one trie walk, and per matching pattern one frame per encoding in use (the
+  // `pattern` field differs between patterns), the same bytes written to every subscriber of it.
+  private deliverToChannel(channel: string, pushFor: (pattern: string) => Push): number {
     const matched = this.matched;
     matched.length = 0;
-    this.trie.match(p.channel, this.collect);
+    this.trie.match(channel, this.collect);
     if (matched.length === 0) return 0;
-    const head = encodeMessageHead(p.channel);
-    const tail = encodeMessageTail(p.data, p.kind, p.from, p.ts);
     // With several matching patterns one client may hold more than one of them: send one copy.
     const dedupe = matched.length > 1;
     const seq = ++this.publicationSeq;
+    const canRead = this.filteredSubs === 0 ? undefined : this.options.canRead;
     let n = 0;
     let bytes = 0;
     for (let i = 0; i < matched.length; i++) {
       const node = matched[i]!;
-      const frame = new Outgoing(head + JSON.stringify(node.pattern) + tail);
-      let sent = 0;
-      if (this.filteredSubs === 0) {
-        for (const client of node.subs.keys()) {
+      const push = pushFor(node.pattern);
+      const subs = node.subs;
+      // Two loops so that the common case (no filtered subscription anywhere) walks keys only,
+      // without allocating an entry per subscriber.
+      if (canRead === undefined) {
+        for (const client of subs.keys()) {
           if (dedupe) {
             if (client.lastPublication === seq) continue;
             client.lastPublication = seq;
           }
-          if (client.transport.send(frame)) sent++;
+          const frame = push.for(client);
+          if (client.transport.send(frame)) {
+            n++;
+            bytes += frame.size;
+          }
         }
       } else {
-        const canRead = this.options.canRead;
-        for (const [client, sub] of node.subs) {
-          if (sub.filtered && canRead && !canRead(client, p.channel)) continue;
+        for (const [client, sub] of subs) {
+          if (sub.filtered && !canRead(client, channel)) continue;
           if (dedupe) {
             if (client.lastPublication === seq) continue;
             client.lastPublication = seq;
           }
-          if (client.transport.send(frame)) sent++;
+          const frame = push.for(client);
+          if (client.transport.send(frame)) {
+            n++;
+            bytes += frame.size;
+          }
         }
       }
-      n += sent;
-      if (sent > 0) bytes += sent * frame.size;
     }
     matched.length = 0;
     this.counters.messages_out += n;
@@ -336,12 +378,12 @@ export class Hub {
   private deliverPresenceEvent(type: 'join' | 'leave', channel: string, subject: ClientInfo): number {
     const watchers = this.watchers.get(channel);
     if (!watchers) return 0;
-    let frame: Outgoing | undefined;
+    let push: Push | undefined;
     let n = 0;
     for (const client of watchers) {
       if (client.id === subject.client) continue;
-      frame ??= new Outgoing(encodePresenceEvent(type, channel, subject));
-      if (this.sendTo(client, frame)) n++;
+      push ??= presencePush(type, channel, subject);
+      if (this.sendPush(client, push)) n++;
     }
     return n;
   }

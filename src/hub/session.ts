@@ -7,13 +7,16 @@ import type { Delivered } from '../engine/broker.js';
 import { TokenBucket } from '../limits/token-bucket.js';
 import { channelNameError, isWildcard, patternError } from '../protocol/channel.js';
 import { CloseCode, ErrorCode, HubbubError } from '../protocol/errors.js';
-import type { ClientFrame, FrameId, Json, ReplyData, WelcomeFrame } from '../protocol/frames.js';
+import type { ClientFrame, ClientFrameType, FrameId, ReplyData, ServerFrame, WelcomeFrame } from '../protocol/frames.js';
 import { DEFAULT_KIND, PROTOCOL_VERSION } from '../protocol/frames.js';
-import { encodeServerFrame, parseClientFrame } from '../protocol/json-codec.js';
+import type { Payload } from '../protocol/payload.js';
 import { Outgoing } from '../transport/outgoing.js';
 import type { Transport } from '../transport/transport.js';
+import type { TransferDestination } from '../engine/broker.js';
 import { Client } from './client.js';
+import { jsonCodec, type SessionCodec } from './codec.js';
 import type { Hub } from './hub.js';
+import { Transfers } from './transfers.js';
 
 export interface SessionOptions {
   hub: Hub;
@@ -21,8 +24,24 @@ export interface SessionOptions {
   serverVersion: string;
   config: Pick<
     Config,
-    'heartbeat' | 'auth' | 'auth_timeout' | 'jwt_clock_tolerance' | 'allow_client_send' | 'allow_client_broadcast' | 'allow_client_list' | 'message_rate' | 'message_burst' | 'max_subscriptions' | 'max_channel_length' | 'max_connections_per_user'
+    | 'heartbeat'
+    | 'auth'
+    | 'auth_timeout'
+    | 'jwt_clock_tolerance'
+    | 'allow_client_send'
+    | 'allow_client_broadcast'
+    | 'allow_client_list'
+    | 'message_rate'
+    | 'message_burst'
+    | 'max_subscriptions'
+    | 'max_channel_length'
+    | 'max_connections_per_user'
+    | 'max_message_size'
+    | 'max_transfer_size'
+    | 'max_transfers'
   >;
+  /** The connection's wire encoding (JSON unless the protobuf subprotocol was negotiated). */
+  codec?: SessionCodec;
   verifier?: TokenVerifier;
   permissions: Permissions;
   /** Identity from a token verified at the upgrade. */
@@ -57,6 +76,8 @@ export class Session {
   private closed = false;
   /** The token in hello was refused: the connection is being closed and serves nothing more. */
   private refused = false;
+  private readonly codec: SessionCodec;
+  private readonly transfers: Transfers;
 
   constructor(
     transport: Transport,
@@ -64,7 +85,9 @@ export class Session {
   ) {
     this.hub = options.hub;
     this.config = options.config;
-    this.client = new Client(randomUUID(), transport);
+    this.codec = options.codec ?? jsonCodec;
+    this.client = new Client(randomUUID(), transport, this.codec.name === 'protobuf');
+    this.transfers = new Transfers(this.hub, this.client, { maxSize: this.config.max_transfer_size, maxOpen: this.config.max_transfers }, (dest) => this.checkTransferDestination(dest));
     this.log = options.logger.child({ client: this.client.id });
     this.bucket = this.config.message_rate > 0 ? new TokenBucket(this.config.message_rate, Math.max(1, this.config.message_burst), Date.now()) : undefined;
     this.hub.add(this.client);
@@ -77,6 +100,7 @@ export class Session {
         this.closed = true;
         clearTimeout(this.authTimer);
         clearTimeout(this.expiryTimer);
+        this.transfers.closeAll('the sender disconnected');
         this.hub.remove(this.client);
         options.onClosed?.();
         this.log.debug({ code, reason }, 'disconnected');
@@ -89,8 +113,10 @@ export class Session {
       version: options.serverVersion,
       protocol: PROTOCOL_VERSION,
       heartbeat: this.config.heartbeat,
+      max_message_size: this.config.max_message_size,
+      max_transfer_size: this.config.max_transfer_size,
     };
-    this.push(encodeServerFrame(welcome));
+    this.push(welcome);
     if (options.identity) {
       this.authenticate(options.identity, undefined);
     } else if (this.config.auth === 'required') {
@@ -117,31 +143,27 @@ export class Session {
       return;
     }
     this.refusals = 0;
-    if (binary) {
-      this.error(undefined, ErrorCode.BadRequest, 'binary frames are not part of the JSON protocol; send text frames');
-      return;
-    }
-    const parsed = parseClientFrame(data.toString('utf8'));
+    const parsed = this.codec.parse(data, binary);
     if (!parsed.ok) {
       this.error(parsed.id, parsed.code, parsed.message);
       return;
     }
-    this.run(parsed.frame);
+    this.run(parsed.frame, parsed.payload);
   }
 
-  private run(frame: ClientFrame): void {
+  private run(frame: ClientFrame, payload: Payload | undefined): void {
     try {
       if (!this.client.authenticated && this.config.auth === 'required' && !BEFORE_AUTH.has(frame.type)) {
         throw new HubbubError(ErrorCode.Unauthorized, `${frame.type}: authenticate first (hello with a token)`);
       }
-      const result = this.handle(frame);
+      const result = this.handle(frame, payload!);
       if (result instanceof Promise) {
         result.then(
-          (d) => this.reply(frame.id, d),
+          (d) => this.reply(frame.type, frame.id, d),
           (err: unknown) => this.fail(frame.id, err),
         );
       } else if (result !== undefined) {
-        this.reply(frame.id, result);
+        this.reply(frame.type, frame.id, result);
       }
     } catch (err) {
       this.fail(frame.id, err);
@@ -149,7 +171,7 @@ export class Session {
   }
 
   /** Runs one valid frame. Returns the reply data (or a promise of it); undefined when the frame answered itself. */
-  private handle(frame: ClientFrame): object | Promise<object> | undefined {
+  private handle(frame: ClientFrame, payload: Payload): object | Promise<object> | undefined {
     const hub = this.hub;
     const client = this.client;
     const perms = this.options.permissions;
@@ -174,10 +196,11 @@ export class Session {
         return this.refresh(frame.token);
       case 'ping':
         // Unlike other frames, a ping is answered even without an id: the pong is its whole point.
-        this.push(encodeServerFrame(frame.id === undefined ? { type: 'pong', ts: Date.now() } : { type: 'pong', id: frame.id, ts: Date.now() }));
+        this.push(frame.id === undefined ? { type: 'pong', ts: Date.now() } : { type: 'pong', id: frame.id, ts: Date.now() });
         return undefined;
       case 'echo':
-        return { data: frame.data } satisfies ReplyData['echo'];
+        // The payload serialises to its JSON form (base64 for bytes) or to protobuf bytes.
+        return payload.binary ? { data: payload, encoding: 'base64' } : { data: payload };
       case 'subscribe': {
         const pattern = frame.channel;
         checkChannel(patternError(pattern, this.config.max_channel_length), 'subscribe');
@@ -203,14 +226,19 @@ export class Session {
       case 'publish': {
         checkChannel(channelNameError(frame.channel, this.config.max_channel_length), 'publish');
         if (!perms.can(client, 'publish', frame.channel)) throw new HubbubError(ErrorCode.Forbidden, `publish: not allowed on ${frame.channel}`);
-        return settle(hub.publish(frame.channel, frame.data, frame.kind ?? DEFAULT_KIND, client.info()), () => ({}));
+        return settle(hub.publish(frame.channel, payload, frame.kind ?? DEFAULT_KIND, client.info()), () => ({}));
       }
       case 'send':
         if (!this.config.allow_client_send) throw new HubbubError(ErrorCode.Forbidden, 'send: direct messages from clients are disabled on this server');
-        return settle(hub.send(frame.to, frame.data, frame.kind ?? DEFAULT_KIND, client.info()), delivered);
+        return settle(hub.send(frame.to, payload, frame.kind ?? DEFAULT_KIND, client.info()), delivered);
       case 'broadcast':
         if (!this.config.allow_client_broadcast) throw new HubbubError(ErrorCode.Forbidden, 'broadcast: broadcasts from clients are disabled on this server');
-        return settle(hub.broadcast(frame.data, frame.kind ?? DEFAULT_KIND, client.info()), delivered);
+        return settle(hub.broadcast(payload, frame.kind ?? DEFAULT_KIND, client.info()), delivered);
+      case 'chunk':
+        return settle(this.transfers.chunk(frame, payload), delivered);
+      case 'abort':
+        this.transfers.cancel(frame);
+        return {};
       case 'presence': {
         checkChannel(channelNameError(frame.channel, this.config.max_channel_length), 'presence');
         if (!perms.can(client, 'presence', frame.channel)) throw new HubbubError(ErrorCode.Forbidden, `presence: not allowed on ${frame.channel}`);
@@ -221,6 +249,16 @@ export class Session {
         const clients = hub.clientList();
         return { count: clients.length, clients } satisfies ReplyData['clients'];
       }
+    }
+  }
+
+  /** Who may receive a new transfer: the same rules as publish (channel) or send (to). */
+  private checkTransferDestination(dest: TransferDestination): void {
+    if ('channel' in dest) {
+      checkChannel(channelNameError(dest.channel, this.config.max_channel_length), 'chunk');
+      if (!this.options.permissions.can(this.client, 'publish', dest.channel)) throw new HubbubError(ErrorCode.Forbidden, `chunk: not allowed to publish on ${dest.channel}`);
+    } else if (!this.config.allow_client_send) {
+      throw new HubbubError(ErrorCode.Forbidden, 'chunk: direct messages from clients are disabled on this server');
     }
   }
 
@@ -339,8 +377,8 @@ export class Session {
   private rateLimited(data: Buffer, binary: boolean): void {
     // Answer with the frame's id when it has one, so that a client's request fails fast instead of timing out.
     let id: FrameId | undefined;
-    if (!binary && data.length < 4096) {
-      const parsed = parseClientFrame(data.toString('utf8'));
+    if (data.length < 4096) {
+      const parsed = this.codec.parse(data, binary);
       if (parsed.ok) id = parsed.frame.id;
     }
     this.error(id, ErrorCode.RateLimited, `more than ${this.config.message_rate} frames per second; slow down`);
@@ -355,17 +393,17 @@ export class Session {
 
   // ---- answers ----------------------------------------------------------------------------------
 
-  private push(text: string): void {
-    this.hub.sendTo(this.client, new Outgoing(text));
+  private push(frame: ServerFrame, request?: ClientFrameType): void {
+    this.hub.sendTo(this.client, new Outgoing(this.codec.encode(frame, request)));
   }
 
-  private reply(id: FrameId | undefined, data: object): void {
+  private reply(type: ClientFrameType, id: FrameId | undefined, data: object): void {
     if (id === undefined) return;
-    this.push(JSON.stringify({ type: 'reply', id, data: data as Json }));
+    this.push({ type: 'reply', id, data }, type);
   }
 
   private error(id: FrameId | undefined, code: string, message: string): void {
-    this.push(encodeServerFrame(id === undefined ? { type: 'error', code, message } : { type: 'error', id, code, message }));
+    this.push(id === undefined ? { type: 'error', code, message } : { type: 'error', id, code, message });
   }
 
   private fail(id: FrameId | undefined, err: unknown): void {

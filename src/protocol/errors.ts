@@ -29,6 +29,8 @@ export const ErrorCode = {
   Unavailable: 'unavailable',
   /** A fault on the server's side; the request may be retried. */
   Internal: 'internal',
+  /** A transfer ended without its last chunk: a chunk was refused (CRC-32, order, size), the sender cancelled it or disconnected. */
+  TransferAborted: 'transfer_aborted',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -45,6 +47,7 @@ export const httpStatusOf: Record<ErrorCode, number> = {
   too_many_connections: 503,
   unavailable: 503,
   internal: 500,
+  transfer_aborted: 400,
 };
 
 /** An error that carries a catalogue code; thrown inside handlers and turned into an `error` frame or HTTP body. */

@@ -8,8 +8,21 @@ export const PROTOCOL_VERSION = 1;
 /** A request id chosen by the client; echoed on the single answer to that frame. */
 export type FrameId = string | number;
 
-/** Any JSON value: what `data` may hold. */
+/** Any JSON value. */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+/**
+ * A payload: a JSON value or raw bytes. On the JSON wire bytes travel as a base64 string with
+ * `"encoding": "base64"` beside `data`; the codecs turn them into a Uint8Array and back.
+ */
+export type Data = Json | Uint8Array;
+
+/** The one non-JSON payload encoding of the JSON wire. */
+export type DataEncoding = 'base64';
+
+/** Per-chunk compression of a transfer. */
+export const COMPRESSIONS = ['gzip', 'deflate', 'brotli'] as const;
+export type Compression = (typeof COMPRESSIONS)[number];
 
 /** Who a message came from: a connection, or the server API. */
 export type Sender = ClientInfo | { server: true };
@@ -47,7 +60,8 @@ export interface HelloFrame extends Req<'hello'> {
 }
 export type PingFrame = Req<'ping'>;
 export interface EchoFrame extends Req<'echo'> {
-  data: Json;
+  data: Data;
+  encoding?: DataEncoding;
 }
 export interface SubscribeFrame extends Req<'subscribe'> {
   channel: string;
@@ -58,16 +72,19 @@ export interface UnsubscribeFrame extends Req<'unsubscribe'> {
 }
 export interface PublishFrame extends Req<'publish'> {
   channel: string;
-  data: Json;
+  data: Data;
+  encoding?: DataEncoding;
   kind?: string;
 }
 export interface SendFrame extends Req<'send'> {
   to: DirectTarget;
-  data: Json;
+  data: Data;
+  encoding?: DataEncoding;
   kind?: string;
 }
 export interface BroadcastFrame extends Req<'broadcast'> {
-  data: Json;
+  data: Data;
+  encoding?: DataEncoding;
   kind?: string;
 }
 export interface PresenceFrame extends Req<'presence'> {
@@ -76,6 +93,47 @@ export interface PresenceFrame extends Req<'presence'> {
 export type ClientsFrame = Req<'clients'>;
 export interface RefreshFrame extends Req<'refresh'> {
   token: string;
+}
+
+/**
+ * One piece of a transfer: a payload too large for one frame, sent as numbered chunks that the
+ * server checks and relays as they arrive (docs/protocol.md, "Transfers"). The sender's first
+ * chunk names the destination; the server adds `from`, `ts` (and `pattern`) for receivers.
+ */
+export interface ChunkFrame extends Req<'chunk'> {
+  /** Chosen by the sender, unique among its open transfers. */
+  transfer: string;
+  /** 0, 1, 2, … in order. */
+  seq: number;
+  last?: boolean;
+  /** The chunk's bytes (base64 in JSON). */
+  data: Uint8Array | string;
+  /** CRC-32 of `data` as carried (after compression). */
+  crc: number;
+  compression?: Compression;
+  // first chunk: the destination, and what the payload is
+  channel?: string;
+  to?: DirectTarget;
+  kind?: string;
+  name?: string;
+  /** Whole payload size in bytes, before compression. */
+  size?: number;
+  /** Last chunk: CRC-32 of the whole payload before compression. */
+  total_crc?: number;
+  // relayed chunks
+  pattern?: string;
+  from?: Sender;
+  ts?: number;
+}
+
+/** A transfer ends without its last chunk: sent by a sender that gives up, relayed by the server to receivers. */
+export interface AbortFrame extends Req<'abort'> {
+  transfer: string;
+  code?: string;
+  message?: string;
+  /** Set by the server on relayed aborts. */
+  from?: Sender;
+  channel?: string;
 }
 
 export type ClientFrame =
@@ -89,7 +147,9 @@ export type ClientFrame =
   | BroadcastFrame
   | PresenceFrame
   | ClientsFrame
-  | RefreshFrame;
+  | RefreshFrame
+  | ChunkFrame
+  | AbortFrame;
 
 export type ClientFrameType = ClientFrame['type'];
 
@@ -97,7 +157,7 @@ export type ClientFrameType = ClientFrame['type'];
 
 export interface ReplyData {
   hello: { client: string; user?: string; name?: string; expires_at?: number };
-  echo: { data: Json };
+  echo: { data: Data; encoding?: DataEncoding };
   subscribe: Record<string, never>;
   unsubscribe: Record<string, never>;
   publish: Record<string, never>;
@@ -106,6 +166,8 @@ export interface ReplyData {
   presence: { channel: string; clients: ClientListEntry[] };
   clients: { count: number; clients: ClientListEntry[] };
   refresh: { user: string; expires_at?: number };
+  chunk: { delivered: number };
+  abort: Record<string, never>;
 }
 
 // ---- server → client -------------------------------------------------------------------------
@@ -118,6 +180,10 @@ export interface WelcomeFrame {
   protocol: number;
   /** The server's heartbeat period in milliseconds. */
   heartbeat: number;
+  /** Largest frame this server accepts, in bytes: larger payloads go as transfers. */
+  max_message_size?: number;
+  /** Largest transfer this server relays, in bytes. */
+  max_transfer_size?: number;
 }
 export interface ReplyFrame<D = unknown> {
   type: 'reply';
@@ -135,25 +201,37 @@ export interface ErrorFrame {
   code: string;
   message: string;
 }
+/** Set by the client SDK on a message it reassembled from a transfer; never on the wire. */
+export interface TransferInfo {
+  id: string;
+  size: number;
+  name?: string;
+}
+
 export interface MessageFrame {
   type: 'message';
   channel: string;
   pattern: string;
-  data: Json;
+  data: Data;
+  encoding?: DataEncoding;
   kind: string;
   from: Sender;
   ts: number;
+  transfer?: TransferInfo;
 }
 export interface DirectFrame {
   type: 'direct';
-  data: Json;
+  data: Data;
+  encoding?: DataEncoding;
   kind: string;
   from: Sender;
   ts: number;
+  transfer?: TransferInfo;
 }
 export interface BroadcastPushFrame {
   type: 'broadcast';
-  data: Json;
+  data: Data;
+  encoding?: DataEncoding;
   kind: string;
   from: Sender;
   ts: number;
@@ -172,7 +250,9 @@ export type ServerFrame =
   | MessageFrame
   | DirectFrame
   | BroadcastPushFrame
-  | PresenceEventFrame;
+  | PresenceEventFrame
+  | ChunkFrame
+  | AbortFrame;
 
 /** The `kind` values clients render specially; any other string is allowed. */
 export const DOCUMENTED_KINDS = ['text', 'notification', 'system'] as const;

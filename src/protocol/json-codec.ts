@@ -2,15 +2,21 @@
  * The JSON encoding of protocol version 1: parsing and validating client frames, and encoding
  * server frames. Pure functions over strings, shared with the client SDK and tested without sockets.
  */
+import { fromBase64, toBase64 } from './base64.js';
 import { ErrorCode } from './errors.js';
-import type { ClientFrame, ClientFrameType, FrameId, ServerFrame } from './frames.js';
+import { COMPRESSIONS, type ClientFrame, type ClientFrameType, type FrameId, type Json, type ServerFrame } from './frames.js';
+import { Payload } from './payload.js';
 
 export const MAX_KIND_LENGTH = 64;
 export const MAX_NAME_LENGTH = 128;
 export const MAX_ID_LENGTH = 128;
 
+export const MAX_TRANSFER_ID_LENGTH = 128;
+export const MAX_FILE_NAME_LENGTH = 255;
+
+/** A parsed client frame; `payload` is set for frames that carry one (echo, publish, send, broadcast, chunk). */
 export type ParseResult =
-  | { ok: true; frame: ClientFrame }
+  | { ok: true; frame: ClientFrame; payload?: Payload }
   | { ok: false; id?: FrameId; code: ErrorCode; message: string };
 
 type Fields = Record<string, unknown>;
@@ -27,6 +33,18 @@ const optStr = (f: Fields, key: string, max: number): string | undefined => {
 const needData = (f: Fields): string | undefined => (f.data === undefined ? 'data is required' : undefined);
 const needChannel = (f: Fields): string | undefined => (isStr(f.channel) ? undefined : 'channel must be a string');
 const kind = (f: Fields): string | undefined => optStr(f, 'kind', MAX_KIND_LENGTH);
+const encoding = (f: Fields): string | undefined => {
+  if (f.encoding === undefined) return undefined;
+  if (f.encoding !== 'base64') return 'encoding must be "base64" when present';
+  return isStr(f.data) ? undefined : 'data must be a base64 string when encoding is "base64"';
+};
+const uint = (f: Fields, key: string, max: number, required: boolean): string | undefined => {
+  const v = f[key];
+  if (v === undefined) return required ? `${key} is required` : undefined;
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max ? undefined : `${key} must be an integer from 0 to ${max}`;
+};
+const optBool = (f: Fields, key: string): string | undefined => (f[key] === undefined || typeof f[key] === 'boolean' ? undefined : `${key} must be a boolean`);
+const UINT32 = 0xffffffff;
 
 function target(f: Fields): string | undefined {
   const to = f.to as Fields | undefined;
@@ -42,16 +60,39 @@ function target(f: Fields): string | undefined {
 const validators: Record<ClientFrameType, Validator[]> = {
   hello: [(f) => optStr(f, 'name', MAX_NAME_LENGTH), (f) => optStr(f, 'version', MAX_NAME_LENGTH), (f) => optStr(f, 'token', 16384), (f) => optStr(f, 'user', 255)],
   ping: [],
-  echo: [needData],
+  echo: [needData, encoding],
   subscribe: [needChannel, (f) => (f.presence === undefined || typeof f.presence === 'boolean' ? undefined : 'presence must be a boolean')],
   unsubscribe: [needChannel],
-  publish: [needChannel, needData, kind],
-  send: [target, needData, kind],
-  broadcast: [needData, kind],
+  publish: [needChannel, needData, encoding, kind],
+  send: [target, needData, encoding, kind],
+  broadcast: [needData, encoding, kind],
   presence: [needChannel],
   clients: [],
   refresh: [(f) => (isStr(f.token) && f.token.length > 0 ? optStr(f, 'token', 16384) : 'token must be a non-empty string')],
+  chunk: [
+    transferId,
+    (f) => uint(f, 'seq', UINT32, true),
+    (f) => optBool(f, 'last'),
+    (f) => (isStr(f.data) || f.data instanceof Uint8Array ? undefined : 'data must be a base64 string'),
+    (f) => uint(f, 'crc', UINT32, true),
+    (f) => (f.compression === undefined || (COMPRESSIONS as readonly unknown[]).includes(f.compression) ? undefined : `compression must be one of ${COMPRESSIONS.join(', ')}`),
+    (f) => optStr(f, 'channel', 1024),
+    (f) => (f.to === undefined ? undefined : target(f)),
+    kind,
+    (f) => optStr(f, 'name', MAX_FILE_NAME_LENGTH),
+    (f) => uint(f, 'size', Number.MAX_SAFE_INTEGER, false),
+    (f) => uint(f, 'total_crc', UINT32, false),
+  ],
+  abort: [transferId, (f) => optStr(f, 'code', 64), (f) => optStr(f, 'message', 1024)],
 };
+
+function transferId(f: Fields): string | undefined {
+  return isStr(f.transfer) && f.transfer.length > 0 && f.transfer.length <= MAX_TRANSFER_ID_LENGTH ? undefined : `transfer must be a non-empty string of at most ${MAX_TRANSFER_ID_LENGTH} characters`;
+}
+
+/** Frame types whose `data` is a payload (a JSON value, or base64 bytes with `encoding`). */
+const WITH_PAYLOAD = new Set<string>(['echo', 'publish', 'send', 'broadcast']);
+
 
 /** Parse one text frame from a client. Never throws. */
 export function parseClientFrame(text: string): ParseResult {
@@ -77,7 +118,24 @@ export function parseClientFrame(text: string): ParseResult {
   if (!isClientFrameType(f.type)) return { ok: false, id, code: ErrorCode.UnknownType, message: `unknown frame type "${f.type.slice(0, 64)}"` };
   const problem = fieldsError(f.type, f);
   if (problem) return { ok: false, id, code: ErrorCode.BadRequest, message: `${f.type}: ${problem}` };
+  if (f.type === 'chunk' || WITH_PAYLOAD.has(f.type)) {
+    const payload = payloadOf(f, f.type === 'chunk');
+    if (typeof payload === 'string') return { ok: false, id, code: ErrorCode.BadRequest, message: `${f.type}: ${payload}` };
+    return { ok: true, frame: f as unknown as ClientFrame, payload };
+  }
   return { ok: true, frame: f as unknown as ClientFrame };
+}
+
+/**
+ * The payload of validated fields (`data`, and `encoding`); bytes when `binary` (chunks). A string
+ * says what is wrong. Shared with the HTTP API, whose bodies carry the same fields.
+ */
+export function payloadOf(f: Record<string, unknown>, binary = false): Payload | string {
+  if (binary || f.encoding === 'base64') {
+    const bytes = fromBase64(f.data as string);
+    return bytes ? Payload.bytes(bytes) : 'data is not valid base64 (RFC 4648, with padding)';
+  }
+  return Payload.json(f.data as Json);
 }
 
 export function isClientFrameType(type: string): type is ClientFrameType {
@@ -101,11 +159,35 @@ export function encodeServerFrame(frame: ServerFrame): string {
   return JSON.stringify(frame);
 }
 
-/** Parse a frame the server sent (used by the client SDK and tests). Throws on malformed input. */
+/**
+ * Parse a frame the server sent (used by the client SDK and tests). Byte payloads (base64 with
+ * `"encoding":"base64"`, and chunk data) become Uint8Arrays. Throws on malformed input.
+ */
 export function parseServerFrame(text: string): ServerFrame {
   const value = JSON.parse(text) as unknown;
   if (typeof value !== 'object' || value === null || typeof (value as Fields).type !== 'string') {
     throw new Error('server frame is not an object with a string type');
   }
+  const f = value as Fields;
+  if (f.type === 'reply' && typeof f.data === 'object' && f.data !== null) decodeBytes(f.data as Fields, false);
+  else decodeBytes(f, f.type === 'chunk');
   return value as ServerFrame;
+}
+
+function decodeBytes(f: Fields, always: boolean): void {
+  if ((always || f.encoding === 'base64') && typeof f.data === 'string') {
+    const bytes = fromBase64(f.data);
+    if (!bytes) throw new Error('server frame data is not valid base64');
+    f.data = bytes;
+    delete f.encoding;
+  }
+}
+
+/** Encode a client frame as JSON text (used by the client SDK): Uint8Array data goes as base64. */
+export function encodeClientFrame(frame: ClientFrame): string {
+  const data = (frame as { data?: unknown }).data;
+  if (!(data instanceof Uint8Array)) return JSON.stringify(frame);
+  const wire: Fields = { ...frame, data: toBase64(data) };
+  if (frame.type !== 'chunk') wire.encoding = 'base64';
+  return JSON.stringify(wire);
 }

@@ -1,4 +1,8 @@
-import { wsBinaryFrame, wsTextFrame } from './ws-frame.js';
+import { constants, deflateRawSync } from 'node:zlib';
+import { wsBinaryFrame, wsCompressedFrame, wsTextFrame } from './ws-frame.js';
+
+/** The empty stored block that ends a sync flush; RFC 7692 §7.2.1 has senders drop it. */
+const SYNC_TAIL = 4;
 
 /**
  * One encoded server frame, ready to be sent to any number of connections. Each transport asks for
@@ -7,6 +11,8 @@ import { wsBinaryFrame, wsTextFrame } from './ws-frame.js';
  */
 export class Outgoing {
   private wsWire: Buffer | undefined;
+  private deflated: Buffer | undefined;
+  private deflatedBits = 0;
   private bytes = -1;
 
   /** @param payload the encoded frame: JSON text is sent as a text frame, bytes as a binary frame. */
@@ -26,5 +32,21 @@ export class Outgoing {
       this.wsWire = typeof this.payload === 'string' ? wsTextFrame(this.payload) : wsBinaryFrame(this.payload);
     }
     return this.wsWire;
+  }
+
+  /**
+   * The frame compressed with permessage-deflate (RSV1 set). Only valid on connections that
+   * negotiated `server_no_context_takeover`: each message is then compressed on its own, so the
+   * compressed bytes are the same for every such connection and are built once.
+   */
+  wsDeflated(windowBits: number): Buffer {
+    if (this.deflated === undefined || this.deflatedBits !== windowBits) {
+      const text = typeof this.payload === 'string';
+      const raw = text ? Buffer.from(this.payload as string, 'utf8') : (this.payload as Uint8Array);
+      const z = deflateRawSync(raw, { windowBits: Math.max(9, windowBits), finishFlush: constants.Z_SYNC_FLUSH });
+      this.deflated = wsCompressedFrame(text, z.subarray(0, z.length - SYNC_TAIL));
+      this.deflatedBits = windowBits;
+    }
+    return this.deflated;
   }
 }

@@ -11,8 +11,8 @@ function headerLength(payloadLength: number): number {
   return payloadLength < 126 ? 2 : payloadLength < 65536 ? 4 : 10;
 }
 
-function writeHeader(out: Buffer, opcode: number, len: number): void {
-  out[0] = 0x80 | opcode; // FIN + opcode, no RSV bits: one unfragmented, uncompressed message
+function writeHeader(out: Buffer, opcode: number, len: number, compressed = false): void {
+  out[0] = 0x80 | (compressed ? 0x40 : 0) | opcode; // FIN (one unfragmented message), RSV1 when permessage-deflate compressed it
   if (len < 126) {
     out[1] = len;
   } else if (len < 65536) {
@@ -37,10 +37,19 @@ export function wsTextFrame(text: string): Buffer {
 
 /** One complete binary frame holding `bytes`. */
 export function wsBinaryFrame(bytes: Uint8Array): Buffer {
+  return wsFrame(OP_BINARY, bytes, false);
+}
+
+/** One complete frame of a text (`text` true) or binary message whose payload permessage-deflate compressed to `bytes`. */
+export function wsCompressedFrame(text: boolean, bytes: Uint8Array): Buffer {
+  return wsFrame(text ? OP_TEXT : OP_BINARY, bytes, true);
+}
+
+function wsFrame(opcode: number, bytes: Uint8Array, compressed: boolean): Buffer {
   const len = bytes.length;
   const hlen = headerLength(len);
   const out = Buffer.allocUnsafe(hlen + len);
-  writeHeader(out, OP_BINARY, len);
+  writeHeader(out, opcode, len, compressed);
   out.set(bytes, hlen);
   return out;
 }

@@ -15,6 +15,8 @@ const SLOW_CONSUMER_GRACE_MS = 1000;
 export interface WsTransportOptions {
   /** Bound on queued plus socket-buffered bytes (see SLOW_CONSUMER_GRACE_MS). */
   maxQueueBytes: number;
+  /** permessage-deflate was negotiated (with server_no_context_takeover): compress frames of at least `threshold` bytes. */
+  deflate?: { threshold: number; windowBits: number };
 }
 
 // Write coalescing: frames queued for a connection during one turn of the event loop leave in a
@@ -42,6 +44,8 @@ export class WsTransport implements Transport {
   private closing = false;
   private handler: TransportHandler | undefined;
   private overLimit: NodeJS.Timeout | undefined;
+  private readonly deflateThreshold: number;
+  private readonly windowBits: number;
 
   constructor(
     private readonly ws: WebSocket,
@@ -49,6 +53,8 @@ export class WsTransport implements Transport {
     readonly remoteAddress: string,
     private readonly options: WsTransportOptions,
   ) {
+    this.deflateThreshold = options.deflate ? options.deflate.threshold : Infinity;
+    this.windowBits = options.deflate?.windowBits ?? 15;
     ws.on('message', (data, isBinary) => this.handler?.onMessage(data as Buffer, isBinary));
     ws.on('pong', () => this.handler?.onPong());
     ws.on('close', (code, reason) => {
@@ -61,6 +67,16 @@ export class WsTransport implements Transport {
     // Protocol errors (oversize frame: 1009, invalid UTF-8: 1007, bad framing: 1002) are answered by
     // `ws` with the right close code and followed by 'close'; nothing else to do here.
     ws.on('error', () => {});
+  }
+
+  /** The negotiated subprotocol ('' when the client asked for none). */
+  get protocol(): string {
+    return this.ws.protocol;
+  }
+
+  /** Whether outgoing frames may be compressed (permessage-deflate negotiated). */
+  get compressing(): boolean {
+    return this.deflateThreshold !== Infinity;
   }
 
   attach(handler: TransportHandler): void {
@@ -77,7 +93,7 @@ export class WsTransport implements Transport {
 
   send(frame: Outgoing): boolean {
     if (this.closing) return false;
-    const wire = frame.ws();
+    const wire = frame.size >= this.deflateThreshold ? frame.wsDeflated(this.windowBits) : frame.ws();
     const pending = this.queuedBytes + this.socket.writableLength + wire.length;
     if (pending > this.options.maxQueueBytes) {
       if (pending > 2 * this.options.maxQueueBytes) {

@@ -1,0 +1,372 @@
+/**
+ * The Protocol Buffers encoding of protocol version 1 (subprotocol `hubbub.v1.protobuf`): the
+ * frames of frames.ts to and from `hubbub.v1.Frame` (proto/hubbub.proto). Pure functions over
+ * bytes, shared by the server and the client SDK. Kept apart from the JSON codec so that a JSON-only
+ * client never loads @bufbuild/protobuf.
+ */
+import { create, fromBinary, toBinary, type MessageInitShape } from '@bufbuild/protobuf';
+import { ErrorCode } from './errors.js';
+import type { ClientFrame, ClientFrameType, ClientInfo, ClientListEntry, Data, DirectTarget, FrameId, Json, Sender, ServerFrame } from './frames.js';
+import { fieldsError, isClientFrameType, type ParseResult } from './json-codec.js';
+import { Payload } from './payload.js';
+import * as pb from './gen/hubbub_pb.js';
+
+export const PROTOBUF_SUBPROTOCOL = 'hubbub.v1.protobuf';
+
+type FrameInit = MessageInitShape<typeof pb.FrameSchema>;
+type Fields = Record<string, unknown>;
+
+const decoder = new TextDecoder('utf-8', { fatal: true });
+const encoder = new TextEncoder();
+const READ = { readUnknownFields: false };
+
+/** Bytes of one Frame. */
+export function encodeFrame(init: FrameInit): Uint8Array {
+  return toBinary(pb.FrameSchema, create(pb.FrameSchema, init));
+}
+
+// ---- small conversions -------------------------------------------------------------------------
+
+const protoId = (id: FrameId | undefined): number | undefined => (typeof id === 'number' ? id : undefined);
+const withId = <T extends object>(o: T, id: number | undefined): T & { id?: FrameId } => (id === undefined ? o : { ...o, id });
+const big = (n: number | undefined): bigint | undefined => (n === undefined ? undefined : BigInt(Math.max(0, Math.trunc(n))));
+
+function senderToProto(from: Sender | undefined): MessageInitShape<typeof pb.SenderSchema> | undefined {
+  if (from === undefined) return undefined;
+  if ('server' in from) return { server: true };
+  return { client: from.client, user: from.user, name: from.name };
+}
+
+function senderFromProto(s: pb.Sender | undefined): Sender | undefined {
+  if (!s) return undefined;
+  if (s.server) return { server: true };
+  return clientInfoFromProto(s);
+}
+
+function clientInfoFromProto(c: { client: string; user?: string; name?: string } | undefined): ClientInfo {
+  const info: ClientInfo = { client: c?.client ?? '' };
+  if (c?.user !== undefined) info.user = c.user;
+  if (c?.name !== undefined) info.name = c.name;
+  return info;
+}
+
+function entryToProto(e: ClientListEntry): MessageInitShape<typeof pb.ClientListEntrySchema> {
+  return { client: e.client, user: e.user, name: e.name, connectedAt: BigInt(e.connected_at), info: e.info === undefined ? undefined : JSON.stringify(e.info) };
+}
+
+function entryFromProto(e: pb.ClientListEntry): ClientListEntry {
+  const entry: ClientListEntry = { ...clientInfoFromProto(e), connected_at: Number(e.connectedAt) };
+  if (e.info !== undefined) entry.info = JSON.parse(e.info) as Json;
+  return entry;
+}
+
+const targetToProto = (to: DirectTarget | undefined): MessageInitShape<typeof pb.TargetSchema> | undefined =>
+  to === undefined ? undefined : 'client' in to ? { target: { case: 'client', value: to.client } } : { target: { case: 'user', value: to.user } };
+
+function targetFromProto(t: pb.Target | undefined): DirectTarget | undefined {
+  if (t?.target.case === 'client') return { client: t.target.value };
+  if (t?.target.case === 'user') return { user: t.target.value };
+  return undefined;
+}
+
+/** A payload as the two protobuf fields `data` and `json`. */
+function dataToProto(data: Data | Payload): { data: Uint8Array; json: boolean } {
+  if (data instanceof Payload) return { data: data.protoData(), json: !data.binary };
+  if (data instanceof Uint8Array) return { data, json: false };
+  return { data: encoder.encode(JSON.stringify(data)), json: true };
+}
+
+/** For the SDK: the JSON value, or the bytes. */
+function dataFromProto(data: Uint8Array, json: boolean): Data {
+  return json ? (JSON.parse(decoder.decode(data)) as Json) : data;
+}
+
+/** For the server: a payload, checking that bytes flagged as JSON are JSON. */
+function payloadFromProto(data: Uint8Array, json: boolean): Payload | string {
+  if (!json) return Payload.bytes(data);
+  try {
+    return Payload.jsonBytes(data, JSON.parse(decoder.decode(data)) as Json);
+  } catch {
+    return 'data is flagged as JSON but is not valid UTF-8 JSON text';
+  }
+}
+
+// ---- client frames -------------------------------------------------------------------------------
+
+/** Encode a client frame (SDK). `data` may be a JSON value or bytes. */
+export function encodeClientFrame(frame: ClientFrame): Uint8Array {
+  return encodeFrame(clientFrameToProto(frame));
+}
+
+function clientFrameToProto(f: ClientFrame): FrameInit {
+  const id = protoId(f.id);
+  switch (f.type) {
+    case 'hello':
+      return { frame: { case: 'hello', value: { id, name: f.name, version: f.version, token: f.token, user: f.user } } };
+    case 'ping':
+      return { frame: { case: 'ping', value: { id } } };
+    case 'echo':
+      return { frame: { case: 'echo', value: { id, ...dataToProto(f.data) } } };
+    case 'subscribe':
+      return { frame: { case: 'subscribe', value: { id, channel: f.channel, presence: f.presence === true } } };
+    case 'unsubscribe':
+      return { frame: { case: 'unsubscribe', value: { id, channel: f.channel } } };
+    case 'publish':
+      return { frame: { case: 'publish', value: { id, channel: f.channel, kind: f.kind, ...dataToProto(f.data) } } };
+    case 'send':
+      return { frame: { case: 'send', value: { id, to: targetToProto(f.to), kind: f.kind, ...dataToProto(f.data) } } };
+    case 'broadcast':
+      return { frame: { case: 'broadcast', value: { id, kind: f.kind, ...dataToProto(f.data) } } };
+    case 'presence':
+      return { frame: { case: 'presence', value: { id, channel: f.channel } } };
+    case 'clients':
+      return { frame: { case: 'clients', value: { id } } };
+    case 'refresh':
+      return { frame: { case: 'refresh', value: { id, token: f.token } } };
+    case 'chunk':
+      return { frame: { case: 'chunk', value: chunkToProto(f) } };
+    case 'abort':
+      return { frame: { case: 'abort', value: { id, transfer: f.transfer, code: f.code ?? '', message: f.message ?? '', from: senderToProto(f.from), channel: f.channel } } };
+  }
+}
+
+function chunkToProto(f: Extract<ClientFrame | ServerFrame, { type: 'chunk' }>, data?: Uint8Array): MessageInitShape<typeof pb.ChunkSchema> {
+  return {
+    id: protoId(f.id),
+    transfer: f.transfer,
+    seq: f.seq,
+    last: f.last === true,
+    data: data ?? (f.data instanceof Uint8Array ? f.data : encoder.encode(f.data)),
+    crc: f.crc,
+    compression: f.compression,
+    channel: f.channel,
+    to: targetToProto(f.to),
+    kind: f.kind,
+    name: f.name,
+    size: big(f.size),
+    totalCrc: f.total_crc,
+    pattern: f.pattern,
+    from: senderToProto(f.from),
+    ts: big(f.ts) ?? 0n,
+  };
+}
+
+function chunkFromProto(c: pb.Chunk): Fields {
+  return defined({
+    type: 'chunk',
+    id: c.id,
+    transfer: c.transfer,
+    seq: c.seq,
+    last: c.last || undefined,
+    data: c.data,
+    crc: c.crc,
+    compression: c.compression || undefined,
+    channel: c.channel,
+    to: targetFromProto(c.to),
+    kind: c.kind,
+    name: c.name,
+    size: c.size === undefined ? undefined : Number(c.size),
+    total_crc: c.totalCrc,
+    pattern: c.pattern,
+    from: senderFromProto(c.from),
+    ts: c.ts === 0n ? undefined : Number(c.ts),
+  });
+}
+
+/**
+ * Parse one binary frame from a client (server side). Never throws: undecodable bytes and invalid
+ * fields give the same `bad_request` / `unknown_type` answers as the JSON codec.
+ */
+export function decodeClientFrame(bytes: Uint8Array): ParseResult {
+  let frame: pb.Frame;
+  try {
+    frame = fromBinary(pb.FrameSchema, bytes, READ);
+  } catch (err) {
+    return { ok: false, code: ErrorCode.BadRequest, message: `malformed protobuf frame: ${(err as Error).message}` };
+  }
+  const c = frame.frame;
+  if (c.case === undefined) return { ok: false, code: ErrorCode.UnknownType, message: 'the frame holds no frame type this server knows' };
+  if (!isClientFrameType(c.case)) return { ok: false, id: (c.value as { id?: number }).id, code: ErrorCode.UnknownType, message: `${c.case} is not a frame a client sends` };
+  const v = c.value;
+  let f: Fields;
+  let payload: Payload | string | undefined;
+  switch (c.case) {
+    case 'hello':
+      f = { name: c.value.name, version: c.value.version, token: c.value.token, user: c.value.user };
+      break;
+    case 'ping':
+    case 'clients':
+      f = {};
+      break;
+    case 'subscribe':
+      f = { channel: c.value.channel, presence: c.value.presence || undefined };
+      break;
+    case 'unsubscribe':
+    case 'presence':
+      f = { channel: c.value.channel };
+      break;
+    case 'refresh':
+      f = { token: c.value.token };
+      break;
+    case 'echo':
+      f = { data: c.value.data };
+      payload = payloadFromProto(c.value.data, c.value.json);
+      break;
+    case 'publish':
+      f = { channel: c.value.channel, data: c.value.data, kind: c.value.kind };
+      payload = payloadFromProto(c.value.data, c.value.json);
+      break;
+    case 'send':
+      f = { to: targetFromProto(c.value.to), data: c.value.data, kind: c.value.kind };
+      payload = payloadFromProto(c.value.data, c.value.json);
+      break;
+    case 'broadcast':
+      f = { data: c.value.data, kind: c.value.kind };
+      payload = payloadFromProto(c.value.data, c.value.json);
+      break;
+    case 'chunk':
+      f = chunkFromProto(c.value);
+      payload = Payload.bytes(c.value.data);
+      break;
+    case 'abort':
+      f = { transfer: c.value.transfer, code: c.value.code || undefined, message: c.value.message || undefined };
+      break;
+  }
+  const type = c.case as ClientFrameType;
+  const id = (v as { id?: number }).id;
+  f = defined({ ...f, type, id });
+  const problem = fieldsError(type, f);
+  if (problem) return { ok: false, id, code: ErrorCode.BadRequest, message: `${type}: ${problem}` };
+  if (typeof payload === 'string') return { ok: false, id, code: ErrorCode.BadRequest, message: `${type}: ${payload}` };
+  return { ok: true, frame: f as unknown as ClientFrame, payload };
+}
+
+// ---- server frames -------------------------------------------------------------------------------
+
+/**
+ * Encode a server frame. `payload`, when given, is the frame's data (the hub passes the shared
+ * Payload of a publication); otherwise `data` of the frame is used. Replies need the type of the
+ * request they answer.
+ */
+export function encodeServerFrame(frame: ServerFrame, options: { payload?: Payload; request?: ClientFrameType } = {}): Uint8Array {
+  return encodeFrame(serverFrameToProto(frame, options.payload, options.request));
+}
+
+function serverFrameToProto(f: ServerFrame, payload: Payload | undefined, request: ClientFrameType | undefined): FrameInit {
+  switch (f.type) {
+    case 'welcome':
+      return {
+        frame: {
+          case: 'welcome',
+          value: { client: f.client, server: f.server, version: f.version, protocol: f.protocol, heartbeat: f.heartbeat, maxMessageSize: f.max_message_size ?? 0, maxTransferSize: big(f.max_transfer_size) ?? 0n },
+        },
+      };
+    case 'reply':
+      return { frame: { case: 'reply', value: replyToProto(protoId(f.id) ?? 0, request, f.data as Fields) } };
+    case 'pong':
+      return { frame: { case: 'pong', value: { id: protoId(f.id), ts: BigInt(f.ts) } } };
+    case 'error':
+      return { frame: { case: 'error', value: { id: protoId(f.id), code: f.code, message: f.message } } };
+    case 'message':
+      return { frame: { case: 'message', value: { channel: f.channel, pattern: f.pattern, kind: f.kind, from: senderToProto(f.from), ts: BigInt(f.ts), ...dataToProto(payload ?? f.data) } } };
+    case 'direct':
+      return { frame: { case: 'direct', value: { kind: f.kind, from: senderToProto(f.from), ts: BigInt(f.ts), ...dataToProto(payload ?? f.data) } } };
+    case 'broadcast':
+      return { frame: { case: 'broadcast', value: { kind: f.kind, from: senderToProto(f.from), ts: BigInt(f.ts), ...dataToProto(payload ?? f.data) } } };
+    case 'join':
+    case 'leave':
+      return { frame: { case: f.type, value: { channel: f.channel, client: { client: f.client.client, user: f.client.user, name: f.client.name } } } };
+    case 'chunk':
+      return { frame: { case: 'chunk', value: chunkToProto(f, payload?.protoData()) } };
+    case 'abort':
+      return { frame: { case: 'abort', value: { id: protoId(f.id), transfer: f.transfer, code: f.code ?? '', message: f.message ?? '', from: senderToProto(f.from), channel: f.channel } } };
+  }
+}
+
+function replyToProto(id: number, request: ClientFrameType | undefined, d: Fields): MessageInitShape<typeof pb.ReplySchema> {
+  switch (request) {
+    case 'hello':
+      return { id, data: { case: 'hello', value: { client: d.client as string, user: d.user as string | undefined, name: d.name as string | undefined, expiresAt: big(d.expires_at as number | undefined) } } };
+    case 'echo':
+      return { id, data: { case: 'echo', value: dataToProto(d.data as Data | Payload) } };
+    case 'send':
+    case 'broadcast':
+    case 'chunk':
+      return { id, data: { case: request, value: { delivered: (d.delivered as number) ?? 0 } } };
+    case 'presence':
+      return { id, data: { case: 'presence', value: { channel: d.channel as string, clients: (d.clients as ClientListEntry[]).map(entryToProto) } } };
+    case 'clients':
+      return { id, data: { case: 'clients', value: { count: d.count as number, clients: (d.clients as ClientListEntry[]).map(entryToProto) } } };
+    case 'refresh':
+      return { id, data: { case: 'refresh', value: { user: d.user as string, expiresAt: big(d.expires_at as number | undefined) } } };
+    case 'subscribe':
+    case 'unsubscribe':
+    case 'publish':
+    case 'abort':
+      return { id, data: { case: request, value: {} } };
+    default:
+      return { id };
+  }
+}
+
+/** Decode a frame the server sent (SDK side). Payload data becomes a JSON value or a Uint8Array. Throws on malformed input. */
+export function decodeServerFrame(bytes: Uint8Array): ServerFrame {
+  const c = fromBinary(pb.FrameSchema, bytes, READ).frame;
+  switch (c.case) {
+    case 'welcome': {
+      const w = c.value;
+      return { type: 'welcome', client: w.client, server: 'hubbub', version: w.version, protocol: w.protocol, heartbeat: w.heartbeat, max_message_size: w.maxMessageSize, max_transfer_size: Number(w.maxTransferSize) };
+    }
+    case 'reply':
+      return { type: 'reply', id: c.value.id, data: replyFromProto(c.value) };
+    case 'pong':
+      return withId({ type: 'pong' as const, ts: Number(c.value.ts) }, c.value.id);
+    case 'error':
+      return withId({ type: 'error' as const, code: c.value.code, message: c.value.message }, c.value.id);
+    case 'message': {
+      const m = c.value;
+      return { type: 'message', channel: m.channel, pattern: m.pattern, data: dataFromProto(m.data, m.json), kind: m.kind, from: senderFromProto(m.from) ?? { server: true }, ts: Number(m.ts) };
+    }
+    case 'direct':
+    case 'broadcast': {
+      const m = c.value;
+      return { type: c.case, data: dataFromProto(m.data, m.json), kind: m.kind ?? '', from: senderFromProto(m.from) ?? { server: true }, ts: Number(m.ts) };
+    }
+    case 'join':
+    case 'leave':
+      return { type: c.case, channel: c.value.channel, client: clientInfoFromProto(c.value.client) };
+    case 'chunk':
+      return chunkFromProto(c.value) as unknown as ServerFrame;
+    case 'abort':
+      return defined({ type: 'abort', transfer: c.value.transfer, code: c.value.code, message: c.value.message, from: senderFromProto(c.value.from), channel: c.value.channel }) as unknown as ServerFrame;
+    default:
+      throw new Error(c.case === undefined ? 'the server sent an empty frame' : `the server sent a ${c.case} frame, which only clients send`);
+  }
+}
+
+function replyFromProto(r: pb.Reply): unknown {
+  const d = r.data;
+  switch (d.case) {
+    case 'hello':
+      return defined({ client: d.value.client, user: d.value.user, name: d.value.name, expires_at: d.value.expiresAt === undefined ? undefined : Number(d.value.expiresAt) });
+    case 'echo':
+      return { data: dataFromProto(d.value.data, d.value.json) };
+    case 'send':
+    case 'broadcast':
+    case 'chunk':
+      return { delivered: d.value.delivered };
+    case 'presence':
+      return { channel: d.value.channel, clients: d.value.clients.map(entryFromProto) };
+    case 'clients':
+      return { count: d.value.count, clients: d.value.clients.map(entryFromProto) };
+    case 'refresh':
+      return defined({ user: d.value.user, expires_at: d.value.expiresAt === undefined ? undefined : Number(d.value.expiresAt) });
+    default:
+      return {};
+  }
+}
+
+function defined<T extends Fields>(o: T): T {
+  for (const k of Object.keys(o)) if (o[k] === undefined) delete o[k];
+  return o;
+}
