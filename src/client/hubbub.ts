@@ -25,6 +25,7 @@ import type {
   WelcomeFrame,
   ErrorFrame,
 } from '../protocol/frames.js';
+import { TokenBucket } from '../limits/token-bucket.js';
 import { backoffDelay } from './backoff.js';
 import { compress, concat, decompress } from './compress.js';
 import { Emitter } from './emitter.js';
@@ -315,6 +316,9 @@ export class Hubbub extends Emitter<HubbubEvents> {
   /** Bumped for every socket, so that events of an abandoned socket are ignored. */
   private generation = 0;
   private wire: WireCodec = jsonWire;
+  /** Paces transfer chunks under the server's message_rate (shared by all transfers of this client). */
+  private chunkPacer: TokenBucket | undefined;
+  private pacerRate = -1;
   private readonly incoming = new Map<string, Incoming>();
 
   constructor(
@@ -477,6 +481,7 @@ export class Hubbub extends Emitter<HubbubEvents> {
     let acked = 0;
     let delivered = 0;
     for (let seq = 0; seq < chunks && failure === undefined; seq++) {
+      await this.paceChunk();
       const raw = data.subarray(seq * chunkSize, Math.min(data.length, (seq + 1) * chunkSize));
       let body = raw;
       let method: Compression | undefined;
@@ -518,6 +523,22 @@ export class Hubbub extends Emitter<HubbubEvents> {
       throw err;
     }
     return { transfer, chunks, bytes: data.length, delivered };
+  }
+
+  /**
+   * Wait until one more chunk fits in half the server's message_rate (a quarter of its burst), so
+   * that a long transfer is not refused with rate_limited mid-way and other requests still have room.
+   */
+  private async paceChunk(): Promise<void> {
+    const rate = this.welcome?.message_rate ?? 0;
+    if (rate <= 0) return;
+    if (this.pacerRate !== rate || !this.chunkPacer) {
+      this.pacerRate = rate;
+      this.chunkPacer = new TokenBucket(rate / 2, Math.max(1, Math.floor((this.welcome?.message_burst ?? rate) / 4)), this.clock.now());
+    }
+    while (!this.chunkPacer.take(this.clock.now())) {
+      await new Promise<void>((resolve) => this.clock.setTimeout(resolve, Math.max(1, Math.ceil(2000 / rate))));
+    }
   }
 
   private receiveChunk(frame: ChunkFrame): void {

@@ -7,7 +7,7 @@
 import type { RelayedChunk } from '../engine/broker.js';
 import type { ClientInfo, ServerFrame, Sender } from '../protocol/frames.js';
 import type { Payload } from '../protocol/payload.js';
-import { encodeServerFrame as encodeProto } from '../protocol/proto-codec.js';
+import { encodeMessageFrame, encodeServerFrame as encodeProto } from '../protocol/proto-codec.js';
 import { Outgoing } from '../transport/outgoing.js';
 import type { Client } from './client.js';
 
@@ -74,7 +74,7 @@ export class PublicationPushes {
         this.tail ??= `,"data":${this.payload.jsonData()}${this.payload.binary ? ',"encoding":"base64"' : ''},"kind":${JSON.stringify(this.kind)},"from":${JSON.stringify(this.from)},"ts":${this.ts}}`;
         return this.head + JSON.stringify(pattern) + this.tail;
       },
-      () => encodeProto({ type: 'message', channel: this.channel, pattern, data: null, kind: this.kind, from: this.from, ts: this.ts }, { payload: this.payload }),
+      () => encodeMessageFrame(this.channel, pattern, this.payload, this.kind, this.from, this.ts),
     );
   }
 }

@@ -115,6 +115,8 @@ export class Session {
       heartbeat: this.config.heartbeat,
       max_message_size: this.config.max_message_size,
       max_transfer_size: this.config.max_transfer_size,
+      message_rate: this.config.message_rate,
+      message_burst: this.config.message_burst,
     };
     this.push(welcome);
     if (options.identity) {

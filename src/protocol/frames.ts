@@ -184,6 +184,10 @@ export interface WelcomeFrame {
   max_message_size?: number;
   /** Largest transfer this server relays, in bytes. */
   max_transfer_size?: number;
+  /** Frames per second this connection may send (0: no limit); faster senders get rate_limited. */
+  message_rate?: number;
+  /** Frames a connection may send at once above message_rate. */
+  message_burst?: number;
 }
 export interface ReplyFrame<D = unknown> {
   type: 'reply';

@@ -25,6 +25,95 @@ export function encodeFrame(init: FrameInit): Uint8Array {
   return toBinary(pb.FrameSchema, create(pb.FrameSchema, init));
 }
 
+// ---- the hot path -------------------------------------------------------------------------------
+
+interface NodeBufferApi {
+  byteLength(s: string, enc: 'utf8'): number;
+  allocUnsafe(n: number): OutBuffer;
+}
+type OutBuffer = Uint8Array & { utf8Write(s: string, offset: number): number };
+const NodeBuffer = (globalThis as { Buffer?: NodeBufferApi }).Buffer;
+
+const varintLength = (n: number): number => (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : Math.ceil(Math.log2(n + 1) / 7));
+
+/** Length of a length-delimited field (tag below 16): tag, length, bytes. */
+const fieldLength = (n: number): number => 1 + varintLength(n) + n;
+
+function writeVarint(out: Uint8Array, o: number, n: number): number {
+  while (n >= 0x80) {
+    out[o++] = (n % 128) | 0x80;
+    n = Math.floor(n / 128);
+  }
+  out[o++] = n;
+  return o;
+}
+
+function writeString(out: OutBuffer, o: number, tag: number, s: string, len: number): number {
+  out[o++] = tag;
+  o = writeVarint(out, o, len);
+  return o + out.utf8Write(s, o);
+}
+
+/** Encoded Sender messages, per sender object: a client's info object is reused for all it sends. */
+const senderBytes = new WeakMap<Sender, Uint8Array>();
+
+function encodeSender(from: Sender): Uint8Array {
+  let bytes = senderBytes.get(from);
+  if (bytes === undefined) {
+    bytes = toBinary(pb.SenderSchema, create(pb.SenderSchema, senderToProto(from)));
+    senderBytes.set(from, bytes);
+  }
+  return bytes;
+}
+
+/**
+ * The `message` push, encoded by hand: the hub builds one per publication and pattern, so this is
+ * the protobuf hot path. Gives exactly the bytes of `encodeServerFrame` (fields in number order,
+ * proto3 defaults omitted) in a fraction of the time. Needs Node's Buffer (the server has it).
+ */
+export function encodeMessageFrame(channel: string, pattern: string, payload: Payload, kind: string, from: Sender, ts: number): Uint8Array {
+  if (!NodeBuffer) return encodeServerFrame({ type: 'message', channel, pattern, data: null, kind, from, ts }, { payload });
+  const data = payload.protoData();
+  const json = !payload.binary;
+  const sender = encodeSender(from);
+  const chLen = NodeBuffer.byteLength(channel, 'utf8');
+  const patLen = channel === pattern ? chLen : NodeBuffer.byteLength(pattern, 'utf8');
+  const kindLen = NodeBuffer.byteLength(kind, 'utf8');
+  const msgLen =
+    (chLen > 0 ? fieldLength(chLen) : 0) +
+    (patLen > 0 ? fieldLength(patLen) : 0) +
+    (data.length > 0 ? fieldLength(data.length) : 0) +
+    (json ? 2 : 0) +
+    (kindLen > 0 ? fieldLength(kindLen) : 0) +
+    fieldLength(sender.length) +
+    (ts > 0 ? 1 + varintLength(ts) : 0);
+  const out = NodeBuffer.allocUnsafe(1 + varintLength(msgLen) + msgLen);
+  out[0] = (14 << 3) | 2; // Frame.message
+  let o = writeVarint(out, 1, msgLen);
+  if (chLen > 0) o = writeString(out, o, (1 << 3) | 2, channel, chLen);
+  if (patLen > 0) o = writeString(out, o, (2 << 3) | 2, pattern, patLen);
+  if (data.length > 0) {
+    out[o++] = (3 << 3) | 2;
+    o = writeVarint(out, o, data.length);
+    out.set(data, o);
+    o += data.length;
+  }
+  if (json) {
+    out[o++] = 4 << 3;
+    out[o++] = 1;
+  }
+  if (kindLen > 0) o = writeString(out, o, (5 << 3) | 2, kind, kindLen);
+  out[o++] = (6 << 3) | 2; // Message.from
+  o = writeVarint(out, o, sender.length);
+  out.set(sender, o);
+  o += sender.length;
+  if (ts > 0) {
+    out[o++] = 7 << 3;
+    writeVarint(out, o, ts);
+  }
+  return out;
+}
+
 // ---- small conversions -------------------------------------------------------------------------
 
 const protoId = (id: FrameId | undefined): number | undefined => (typeof id === 'number' ? id : undefined);
@@ -258,7 +347,7 @@ function serverFrameToProto(f: ServerFrame, payload: Payload | undefined, reques
       return {
         frame: {
           case: 'welcome',
-          value: { client: f.client, server: f.server, version: f.version, protocol: f.protocol, heartbeat: f.heartbeat, maxMessageSize: f.max_message_size ?? 0, maxTransferSize: big(f.max_transfer_size) ?? 0n },
+          value: { client: f.client, server: f.server, version: f.version, protocol: f.protocol, heartbeat: f.heartbeat, maxMessageSize: f.max_message_size ?? 0, maxTransferSize: big(f.max_transfer_size) ?? 0n, messageRate: f.message_rate ?? 0, messageBurst: f.message_burst ?? 0 },
         },
       };
     case 'reply':
@@ -315,7 +404,7 @@ export function decodeServerFrame(bytes: Uint8Array): ServerFrame {
   switch (c.case) {
     case 'welcome': {
       const w = c.value;
-      return { type: 'welcome', client: w.client, server: 'hubbub', version: w.version, protocol: w.protocol, heartbeat: w.heartbeat, max_message_size: w.maxMessageSize, max_transfer_size: Number(w.maxTransferSize) };
+      return { type: 'welcome', client: w.client, server: 'hubbub', version: w.version, protocol: w.protocol, heartbeat: w.heartbeat, max_message_size: w.maxMessageSize, max_transfer_size: Number(w.maxTransferSize), message_rate: w.messageRate, message_burst: w.messageBurst };
     }
     case 'reply':
       return { type: 'reply', id: c.value.id, data: replyFromProto(c.value) };
