@@ -1,7 +1,7 @@
 /** What every client-side command shares: the --url option, connecting, one-line errors, exit codes. */
 import { InvalidArgumentError, Option, type CommanderError } from 'commander';
-import { Hubbub, HubbubError, type HubbubClientOptions } from '../client/index.js';
-import type { Json } from '../protocol/frames.js';
+import { Hubbub, HubbubError, type Encoding, type HubbubClientOptions } from '../client/index.js';
+import type { Json, WelcomeFrame } from '../protocol/frames.js';
 
 export const DEFAULT_URL = 'ws://localhost:8080/ws';
 
@@ -20,6 +20,14 @@ export class CliError extends Error {
 
 export function urlOption(): Option {
   return new Option('-u, --url <url>', 'server WebSocket URL').env('HUBBUB_URL').default(DEFAULT_URL);
+}
+
+/** `--encoding json|protobuf`: the wire encoding (WebSocket subprotocol); any other value is bad usage. */
+export function encodingOption(): Option {
+  return new Option('-e, --encoding <encoding>', 'wire encoding: JSON text frames or Protocol Buffers binary frames')
+    .choices(['json', 'protobuf'] satisfies Encoding[])
+    .env('HUBBUB_ENCODING')
+    .default('json');
 }
 
 /** Accept ws(s):// URLs, and http(s):// ones (mapped to ws(s)://, path /ws when none is given). */
@@ -42,9 +50,10 @@ export function normalizeUrl(raw: string): string {
  * Connect a client for a command. The first connection attempt must succeed (a clear error
  * otherwise); later drops reconnect by the SDK's rules.
  */
-export async function connectClient(rawUrl: string, options: HubbubClientOptions = {}): Promise<Hubbub> {
+export async function connectClient(rawUrl: string, options: HubbubClientOptions = {}, onWelcome?: (welcome: WelcomeFrame) => void): Promise<Hubbub> {
   const url = normalizeUrl(rawUrl);
   const hub = new Hubbub(url, { connectTimeout: 5000, ...options });
+  if (onWelcome) hub.on('connected', ({ welcome }) => onWelcome(welcome));
   try {
     await hub.connect({ retry: false });
   } catch (err) {

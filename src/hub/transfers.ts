@@ -63,7 +63,6 @@ export class Transfers {
     if (t.carried > t.size) this.abort(frame.transfer, t, `chunk ${frame.seq}: more bytes than the declared size ${t.size} (compress a chunk only when that makes it smaller)`);
     if (frame.compression !== undefined) t.plain = false;
     else if (t.plain) t.crc = crc32(bytes, t.crc);
-    t.next++;
     if (frame.last === true) {
       if (frame.total_crc === undefined) this.abort(frame.transfer, t, 'the last chunk must carry total_crc');
       if (t.plain && (t.carried !== t.size || t.crc !== frame.total_crc)) {
@@ -71,6 +70,8 @@ export class Transfers {
       }
       this.open.delete(frame.transfer);
     }
+    // Counted only once the chunk passed every check: receivers hear of an abort only if they got a chunk.
+    t.next++;
     return this.hub.relayChunk(
       t.dest,
       {

@@ -31,8 +31,9 @@ interface NodeBufferApi {
   byteLength(s: string, enc: 'utf8'): number;
   allocUnsafe(n: number): OutBuffer;
 }
+/** `utf8Write` is the undocumented fast path behind Buffer#write(s, offset, "utf8"); it skips argument parsing. */
 type OutBuffer = Uint8Array & { utf8Write(s: string, offset: number): number };
-const NodeBuffer = (globalThis as { Buffer?: NodeBufferApi }).Buffer;
+const NodeBuffer = (globalThis as unknown as { Buffer?: NodeBufferApi }).Buffer;
 
 const varintLength = (n: number): number => (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : Math.ceil(Math.log2(n + 1) / 7));
 
