@@ -33,7 +33,8 @@ interface NodeBufferApi {
 }
 /** `utf8Write` is the undocumented fast path behind Buffer#write(s, offset, "utf8"); it skips argument parsing. */
 type OutBuffer = Uint8Array & { utf8Write(s: string, offset: number): number };
-const NodeBuffer = (globalThis as unknown as { Buffer?: NodeBufferApi }).Buffer;
+const NodeBuffer = (globalThis as unknown as { Buffer?: NodeBufferApi & { prototype: Partial<OutBuffer> } }).Buffer;
+const fastPath = typeof NodeBuffer?.prototype.utf8Write === 'function';
 
 const varintLength = (n: number): number => (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : Math.ceil(Math.log2(n + 1) / 7));
 
@@ -73,7 +74,7 @@ function encodeSender(from: Sender): Uint8Array {
  * proto3 defaults omitted) in a fraction of the time. Needs Node's Buffer (the server has it).
  */
 export function encodeMessageFrame(channel: string, pattern: string, payload: Payload, kind: string, from: Sender, ts: number): Uint8Array {
-  if (!NodeBuffer) return encodeServerFrame({ type: 'message', channel, pattern, data: null, kind, from, ts }, { payload });
+  if (!fastPath || !NodeBuffer) return encodeServerFrame({ type: 'message', channel, pattern, data: null, kind, from, ts }, { payload });
   const data = payload.protoData();
   const json = !payload.binary;
   const sender = encodeSender(from);
