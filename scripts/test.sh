@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite, runnable on a fresh machine: installs the system packages the tests need
-# (Debian's chromium for the browser test, tmux for the interactive CLI test) when they are missing, builds, type-checks, then runs
-# every test file with Node's built-in test runner.
+# (Debian's chromium for the browser test, tmux for the interactive CLI test, protobuf-compiler for
+# protoc, the independent protobuf implementation of the protobuf tests) when they are missing,
+# builds, type-checks, then runs every test file with Node's built-in test runner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v tmux >/dev/null 2>&1 || missing+=(tmux)
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing system packages: ${missing[*]}"
   sudo=""

@@ -1,7 +1,11 @@
 /** The HTTP server API over real HTTP: every endpoint with and without the key. */
 import assert from 'node:assert/strict';
+import { fromBinary } from '@bufbuild/protobuf';
+import { WebSocket } from 'ws';
 import { isLoopback } from '../src/http/util.js';
 import { after, before, describe, it } from 'node:test';
+import * as pb from '../src/protocol/gen/hubbub_pb.js';
+import { PROTOBUF_SUBPROTOCOL, encodeClientFrame } from '../src/protocol/proto-codec.js';
 import { TestClient, api, startServer, type Frame, type TestServer } from './helpers.js';
 
 const KEY = 'test-key-1';
@@ -251,5 +255,147 @@ describe('channel length', () => {
     } finally {
       await short.close();
     }
+  });
+});
+
+type FrameCase = NonNullable<pb.Frame['frame']['case']>;
+type FrameValue<K extends FrameCase> = Extract<pb.Frame['frame'], { case: K }>['value'];
+
+describe('byte payloads ("encoding":"base64")', () => {
+  /** A raw protobuf connection keeping every Frame it receives, to check payloads as they are on the wire. */
+  class ProtoListener {
+    readonly frames: pb.Frame[] = [];
+    /** Text frames: a protobuf connection must get none. */
+    readonly texts: string[] = [];
+    id = '';
+    private constructor(readonly ws: WebSocket) {
+      ws.on('message', (data: Buffer, binary: boolean) => {
+        if (binary) this.frames.push(fromBinary(pb.FrameSchema, data));
+        else this.texts.push(data.toString());
+      });
+    }
+    static async open(): Promise<ProtoListener> {
+      const l = new ProtoListener(new WebSocket(srv.url, PROTOBUF_SUBPROTOCOL));
+      listeners.push(l);
+      const welcome = await l.next('welcome');
+      l.id = welcome.client;
+      return l;
+    }
+    /** The next frame of a case (consumed). */
+    async next<K extends FrameCase>(k: K, timeoutMs = 3000): Promise<FrameValue<K>> {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        if (this.texts.length > 0) throw new Error(`a protobuf connection got a text frame: ${this.texts[0]}`);
+        const i = this.frames.findIndex((f) => f.frame.case === k);
+        if (i >= 0) return this.frames.splice(i, 1)[0]!.frame.value as FrameValue<K>;
+        if (Date.now() > deadline) throw new Error(`no ${k} frame; got ${this.frames.map((f) => f.frame.case).join(', ')}`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    }
+    async request(frame: Parameters<typeof encodeClientFrame>[0] & { id: number }): Promise<void> {
+      this.ws.send(encodeClientFrame(frame));
+      const r = await this.next('reply');
+      assert.equal(r.id, frame.id);
+    }
+  }
+  const listeners: ProtoListener[] = [];
+  after(() => {
+    for (const l of listeners) l.ws.close();
+  });
+  const bytes = new Uint8Array([0, 1, 2, 0x7f, 0x80, 0xfe, 0xff]);
+  const b64 = Buffer.from(bytes).toString('base64');
+
+  it('POST /api/publish: bytes to protobuf subscribers, base64 to JSON subscribers', async () => {
+    const p = await ProtoListener.open();
+    await p.request({ type: 'subscribe', id: 1, channel: 'bin/#' });
+    const j = await client();
+    await j.request({ type: 'subscribe', channel: 'bin/a' });
+    const r = await api(srv.http, 'POST', '/api/publish', { channel: 'bin/a', data: b64, encoding: 'base64', kind: 'blob' }, KEY);
+    assert.equal(r.status, 200);
+    assert.deepEqual(r.body, { delivered: 2 });
+    const m = await p.next('message');
+    assert.equal(m.json, false);
+    assert.deepEqual([...m.data], [...bytes]);
+    assert.equal(m.channel, 'bin/a');
+    assert.equal(m.pattern, 'bin/#');
+    assert.equal(m.kind, 'blob');
+    assert.equal(m.from?.server, true);
+    const jm = await j.next((f) => f.type === 'message');
+    assert.deepEqual(jm, { type: 'message', channel: 'bin/a', pattern: 'bin/a', data: b64, encoding: 'base64', kind: 'blob', from: { server: true }, ts: Number(m.ts) });
+    // empty bytes are a payload too
+    assert.equal((await api(srv.http, 'POST', '/api/publish', { channel: 'bin/a', data: '', encoding: 'base64' }, KEY)).status, 200);
+    assert.equal((await p.next('message')).data.length, 0);
+    const empty = await j.next((f) => f.type === 'message');
+    assert.equal(empty.data, '');
+    assert.equal(empty.encoding, 'base64');
+    // without encoding, the same string is a JSON string
+    await api(srv.http, 'POST', '/api/publish', { channel: 'bin/a', data: b64 }, KEY);
+    const asText = await p.next('message');
+    assert.equal(asText.json, true);
+    assert.equal(Buffer.from(asText.data).toString(), JSON.stringify(b64));
+    const jt = await j.next((f) => f.type === 'message');
+    assert.equal(jt.data, b64);
+    assert.equal('encoding' in jt, false);
+  });
+
+  it('POST /api/send: bytes to a protobuf client, base64 to a JSON client', async () => {
+    const p = await ProtoListener.open();
+    await p.request({ type: 'hello', id: 1, user: 'bytes-user' });
+    const j = await client({ user: 'bytes-user' });
+    const r = await api(srv.http, 'POST', '/api/send', { to: { user: 'bytes-user' }, data: b64, encoding: 'base64', kind: 'file' }, KEY);
+    assert.deepEqual(r.body, { delivered: 2 });
+    const d = await p.next('direct');
+    assert.equal(d.json, false);
+    assert.deepEqual([...d.data], [...bytes]);
+    assert.equal(d.kind, 'file');
+    assert.equal(d.from?.server, true);
+    const jd = await j.next((f) => f.type === 'direct');
+    assert.deepEqual(jd, { type: 'direct', data: b64, encoding: 'base64', kind: 'file', from: { server: true }, ts: Number(d.ts) });
+    const one = await api(srv.http, 'POST', '/api/send', { to: { client: p.id }, data: 'AAA=', encoding: 'base64' }, KEY);
+    assert.deepEqual(one.body, { delivered: 1 });
+    assert.deepEqual([...(await p.next('direct')).data], [0, 0]);
+  });
+
+  it('POST /api/broadcast: bytes to protobuf clients, base64 to JSON clients', async () => {
+    const p = await ProtoListener.open();
+    const j = await client();
+    const r = await api(srv.http, 'POST', '/api/broadcast', { data: b64, encoding: 'base64' }, KEY);
+    assert.equal(r.status, 200);
+    assert.equal(r.body.delivered, srv.server.hub.clients.size);
+    const b = await p.next('broadcast');
+    assert.equal(b.json, false);
+    assert.deepEqual([...b.data], [...bytes]);
+    assert.equal(b.from?.server, true);
+    const jb = await j.next((f) => f.type === 'broadcast' && f.encoding === 'base64');
+    assert.equal(jb.data, b64);
+    assert.deepEqual(jb.from, { server: true });
+  });
+
+  it('refuses invalid base64, unknown encodings and non-string data with 400 bad_request', async () => {
+    const watcher = await client();
+    await watcher.request({ type: 'subscribe', channel: 'bin/#' });
+    const bodies: [string, Record<string, unknown>][] = [];
+    for (const data of ['AQI', 'A===', 'AQ=D', '!!!!', 'AQ-_', 'AQID\n']) {
+      bodies.push(['/api/publish', { channel: 'bin/x', data, encoding: 'base64' }], ['/api/send', { to: { user: 'u' }, data, encoding: 'base64' }], ['/api/broadcast', { data, encoding: 'base64' }]);
+    }
+    for (const [path, body] of bodies) {
+      const r = await api(srv.http, 'POST', path, body, KEY);
+      assert.equal(r.status, 400, `${path} ${JSON.stringify(body)}`);
+      assert.equal(r.body.error.code, 'bad_request');
+      assert.match(r.body.error.message, /not valid base64/);
+    }
+    const others: [Record<string, unknown>, RegExp][] = [
+      [{ channel: 'bin/x', data: 'AQID', encoding: 'hex' }, /encoding must be "base64"/],
+      [{ channel: 'bin/x', data: 'AQID', encoding: null }, /encoding must be "base64"/],
+      [{ channel: 'bin/x', data: 5, encoding: 'base64' }, /data must be a base64 string/],
+      [{ channel: 'bin/x', data: ['AQID'], encoding: 'base64' }, /data must be a base64 string/],
+    ];
+    for (const [body, re] of others) {
+      const r = await api(srv.http, 'POST', '/api/publish', body, KEY);
+      assert.equal(r.status, 400, JSON.stringify(body));
+      assert.equal(r.body.error.code, 'bad_request');
+      assert.match(r.body.error.message, re);
+    }
+    assert.deepEqual(await watcher.nothing((f) => f.type === 'message'), [], 'nothing refused was delivered');
   });
 });

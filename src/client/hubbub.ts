@@ -373,6 +373,7 @@ export class Hubbub extends Emitter<HubbubEvents> {
         /* already closing */
       }
     }
+    this.dropIncoming(); // their timers would keep a Node process alive for transferTimeout
     this.failAll(new HubbubError('closed', 'the client was closed'));
     this.settleConnect(new HubbubError('closed', 'the client was closed before it connected'));
     if (wasConnected) this.emit('disconnected', { code, reason, willReconnect: false });
