@@ -552,6 +552,16 @@ describe('transfer limits', () => {
     await raw.close();
   });
 
+  it('a one-chunk transfer refused at its last chunk tells receivers nothing (they never saw it)', async () => {
+    const { tx, raw } = await pair('lim/one');
+    const d = randomBytes(17);
+    const r = await tx.request(chunk('one', 0, d, { channel: 'lim/one', size: 17, last: true }));
+    assert.equal(r.code, 'transfer_aborted');
+    assert.deepEqual(await raw.nothing((f) => f.transfer === 'one'), [], 'no chunk and no abort reach receivers');
+    await tx.close();
+    await raw.close();
+  });
+
   it('the first chunk names exactly one destination and declares its size', async () => {
     const { tx, raw } = await pair('lim/dest');
     const d = randomBytes(10);
@@ -580,5 +590,34 @@ describe('transfer limits', () => {
     assert.equal(ok.type, 'reply');
     await tx.close();
     await raw.close();
+  });
+});
+
+describe('limits without a transfer', () => {
+  it('max_transfers 0 means no limit on open transfers', async () => {
+    const srv = await startServer({ max_transfers: 0 });
+    try {
+      const tx = await TestClient.connect(srv.url);
+      const d = randomBytes(10);
+      for (let i = 0; i < 12; i++) assert.equal((await tx.request(chunk(`n${i}`, 0, d, { channel: 'free/x', size: 100 }))).type, 'reply');
+      await tx.close();
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('the SDK refuses a frame over max_message_size itself (too_large) instead of being closed with 1009', async () => {
+    const srv = await startServer({ max_message_size: 64 * 1024 });
+    try {
+      const s = await sdk(srv.url);
+      await assert.rejects(s.hub.broadcast(randomBytes(100 * 1024)), (err: unknown) => err instanceof HubbubError && err.code === 'too_large');
+      await assert.rejects(s.hub.echo('x'.repeat(70 * 1024)), (err: unknown) => err instanceof HubbubError && err.code === 'too_large');
+      // The connection is still up and usable.
+      assert.equal(s.hub.state, 'connected');
+      assert.deepEqual(await s.hub.echo({ ok: true }), { ok: true });
+      closeAll();
+    } finally {
+      await srv.close();
+    }
   });
 });

@@ -58,6 +58,10 @@ function loadProtobufWire(): Promise<WireCodec> {
       return m.decodeServerFrame(data instanceof Uint8Array ? data : new Uint8Array(data as ArrayBuffer));
     },
   }));
+  // A failed load (a browser without an import map, say) is retried on the next connection attempt.
+  protobufWire.catch(() => {
+    protobufWire = undefined;
+  });
   return protobufWire;
 }
 
@@ -158,6 +162,8 @@ export interface TransferOptions {
   window?: number;
   /** Called after each acknowledged chunk. */
   onProgress?: (sent: number, total: number) => void;
+  /** How long each chunk waits for the server's answer. Default: requestTimeout. */
+  timeout?: number;
 }
 
 export interface TransferResult {
@@ -414,8 +420,16 @@ export class Hubbub extends Emitter<HubbubEvents> {
       this.pending.delete(id);
       p.reject(new HubbubError('timeout', `${p.type}: no answer within ${timeout} ms`, p.type));
     }, timeout);
+    const wire = this.wire.encode({ ...frame, id } as ClientFrame);
+    // A frame over the server's limit would close the connection (1009): refuse it here instead.
+    const max = this.welcome?.max_message_size;
+    if (max !== undefined && max > 0 && byteLength(wire, max) > max) {
+      this.clock.clearTimeout(p.timer);
+      p.reject(new HubbubError('too_large', `${p.type}: the frame is larger than the server's max_message_size of ${max} bytes${p.type === 'publish' || p.type === 'send' ? ' (send bytes as a transfer)' : ''}`, p.type));
+      return;
+    }
     this.pending.set(id, p);
-    this.socket!.send(this.wire.encode({ ...frame, id } as ClientFrame));
+    this.socket!.send(wire);
   }
 
   echo<T extends Data>(data: T, options?: { timeout?: number }): Promise<T> {
@@ -425,7 +439,7 @@ export class Hubbub extends Emitter<HubbubEvents> {
   /** Publish to a channel. Bytes larger than `transferThreshold` go as a transfer (see `transfer`). */
   async publish(channel: string, data: Data, options: { kind?: string; timeout?: number } = {}): Promise<void> {
     if (data instanceof Uint8Array && data.length > this.transferThreshold()) {
-      await this.transfer({ channel }, data, { kind: options.kind });
+      await this.transfer({ channel }, data, { kind: options.kind, timeout: options.timeout });
       return;
     }
     await this.request({ type: 'publish', channel, data, ...(options.kind !== undefined ? { kind: options.kind } : {}) }, options);
@@ -433,7 +447,7 @@ export class Hubbub extends Emitter<HubbubEvents> {
 
   /** A direct message to one connection (`{client}`) or every connection of a user (`{user}`); resolves with the number delivered. */
   async send(to: DirectTarget, data: Data, options: { kind?: string; timeout?: number } = {}): Promise<number> {
-    if (data instanceof Uint8Array && data.length > this.transferThreshold()) return (await this.transfer({ to }, data, { kind: options.kind })).delivered;
+    if (data instanceof Uint8Array && data.length > this.transferThreshold()) return (await this.transfer({ to }, data, { kind: options.kind, timeout: options.timeout })).delivered;
     return this.request<{ delivered: number }>({ type: 'send', to, data, ...(options.kind !== undefined ? { kind: options.kind } : {}) }, options).then((r) => r.delivered);
   }
 
@@ -487,7 +501,13 @@ export class Hubbub extends Emitter<HubbubEvents> {
       let body = raw;
       let method: Compression | undefined;
       if (options.compression) {
-        const packed = await compress(options.compression, raw);
+        let packed: Uint8Array;
+        try {
+          packed = await compress(options.compression, raw);
+        } catch (err) {
+          failure = new HubbubError('compression_unavailable', `transfer: ${(err as Error).message}`, 'chunk');
+          break;
+        }
         if (packed.length < raw.length) {
           body = packed;
           method = options.compression;
@@ -502,7 +522,7 @@ export class Hubbub extends Emitter<HubbubEvents> {
         if (options.name !== undefined) frame.name = options.name;
       }
       if (last) Object.assign(frame, { last: true, total_crc: total });
-      const sent = this.request<{ delivered?: number }>(frame).then(
+      const sent = this.request<{ delivered?: number }>(frame, { timeout: options.timeout }).then(
         (r) => {
           acked += raw.length;
           if (last) delivered = r.delivered ?? 0;
@@ -1059,6 +1079,13 @@ export class Hubbub extends Emitter<HubbubEvents> {
         );
     }, wait);
   }
+}
+
+/** Size in bytes of a wire message, computed exactly only when it could be over `max`. */
+function byteLength(wire: string | Uint8Array, max: number): number {
+  if (typeof wire !== 'string') return wire.length;
+  if (wire.length * 3 <= max) return wire.length; // UTF-8 takes at most 3 bytes per UTF-16 unit
+  return new TextEncoder().encode(wire).length;
 }
 
 async function defaultSocketFactory(url: string, protocols: string[]): Promise<SocketLike> {

@@ -16,7 +16,7 @@ import type { Hub } from './hub.js';
 export interface TransferLimits {
   /** Largest declared payload size, bytes. */
   maxSize: number;
-  /** Most transfers one connection may have open at once. */
+  /** Most transfers one connection may have open at once (0: no limit). */
   maxOpen: number;
 }
 
@@ -109,7 +109,7 @@ export class Transfers {
     if (hasChannel === (frame.to !== undefined)) throw new HubbubError(ErrorCode.BadRequest, 'chunk: the first chunk (seq 0) names exactly one destination: channel or to');
     if (frame.size === undefined) throw new HubbubError(ErrorCode.BadRequest, 'chunk: the first chunk (seq 0) must declare the payload size');
     if (frame.size > this.limits.maxSize) throw new HubbubError(ErrorCode.TooLarge, `chunk: a transfer of ${frame.size} bytes is over this server's max_transfer_size of ${this.limits.maxSize}`);
-    if (this.open.size >= this.limits.maxOpen) throw new HubbubError(ErrorCode.RateLimited, `chunk: this connection already has ${this.limits.maxOpen} open transfers`);
+    if (this.limits.maxOpen > 0 && this.open.size >= this.limits.maxOpen) throw new HubbubError(ErrorCode.RateLimited, `chunk: this connection already has ${this.limits.maxOpen} open transfers`);
     const dest: TransferDestination = hasChannel ? { channel: frame.channel! } : { to: frame.to! };
     this.checkDestination(dest);
     const t: OpenTransfer = { dest, next: 0, carried: 0, size: frame.size, plain: true, crc: 0 };
