@@ -493,6 +493,7 @@ export class Hubbub extends Emitter<HubbubEvents> {
     const chunks = Math.max(1, Math.ceil(data.length / chunkSize));
     const inFlight = new Set<Promise<unknown>>();
     let failure: unknown;
+    let inFlightEver = false;
     let acked = 0;
     let delivered = 0;
     for (let seq = 0; seq < chunks && failure === undefined; seq++) {
@@ -533,6 +534,7 @@ export class Hubbub extends Emitter<HubbubEvents> {
         },
       );
       inFlight.add(sent);
+      inFlightEver = true;
       void sent.finally(() => inFlight.delete(sent));
       if (inFlight.size >= window) await Promise.race(inFlight);
     }
@@ -540,7 +542,7 @@ export class Hubbub extends Emitter<HubbubEvents> {
     if (failure !== undefined) {
       const err = failure as HubbubError;
       // The server aborts for its own refusals; otherwise tell it (and so the receivers) to stop.
-      if (err.code !== 'transfer_aborted' && this._state === 'connected') void this.request({ type: 'abort', transfer, message: `the sender gave up: ${err.message}` }).catch(() => {});
+      if (inFlightEver && err.code !== 'transfer_aborted' && this._state === 'connected') void this.request({ type: 'abort', transfer, message: `the sender gave up: ${err.message}` }).catch(() => {});
       throw err;
     }
     return { transfer, chunks, bytes: data.length, delivered };
