@@ -10,6 +10,7 @@ missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+command -v script >/dev/null 2>&1 || missing+=(bsdutils) # script(1): a pseudo-terminal for the CLI progress test
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing system packages: ${missing[*]}"
   sudo=""

@@ -1,10 +1,10 @@
 /** `hubbub chat`: a chat room on channel `chat/<room>`, with presence. */
 import { userInfo } from 'node:os';
 import { Command, Option } from 'commander';
-import { channelNameError, type Subscription } from '../client/index.js';
+import { channelNameError, type Encoding, type Subscription } from '../client/index.js';
 import type { ClientInfo, Sender } from '../protocol/frames.js';
-import { action, CliError, connectClient, Exit, urlOption, usageExit } from './common.js';
-import { describeError, finish, sanitize, Session, showData, splitWord, withTimeout, type Colour, followConnection } from './terminal.js';
+import { action, CliError, connectClient, encodingOption, Exit, urlOption, usageExit } from './common.js';
+import { describeError, finish, sanitize, Session, showData, showPayload, splitWord, withTimeout, type Colour, followConnection } from './terminal.js';
 
 const COMMANDS: [usage: string, help: string][] = [
   ['<text>', 'say something to the room (start with // to say a line that begins with /)'],
@@ -18,6 +18,7 @@ const COMMANDS: [usage: string, help: string][] = [
 
 interface ChatOptions {
   url: string;
+  encoding: Encoding;
   name?: string;
   room: string;
 }
@@ -26,6 +27,7 @@ export function chatCommand(): Command {
   return new Command('chat')
     .description('a chat room: lines you type go to everyone in the room (channel chat/<room>)')
     .addOption(urlOption())
+    .addOption(encodingOption())
     .option('--name <name>', 'your name, sent in hello as name and user (default: your login name)')
     .addOption(new Option('--room <room>', 'the room to join').default('general'))
     .addHelpText(
@@ -66,7 +68,7 @@ async function runChat(opts: ChatOptions): Promise<void> {
   const problem = roomError(opts.room);
   if (problem) throw new CliError(problem, Exit.Usage);
   const name = opts.name ?? defaultName();
-  const hub = await connectClient(opts.url, name !== undefined ? { name, user: name } : {});
+  const hub = await connectClient(opts.url, { ...(name !== undefined && { name, user: name }), encoding: opts.encoding });
   let room = opts.room;
   let sub: Subscription | undefined;
   let joining = 0;
@@ -81,7 +83,7 @@ async function runChat(opts: ChatOptions): Promise<void> {
   const who = (c: ClientInfo): string => sanitize(c.name ?? c.user ?? `anonymous-${c.client.slice(0, 8)}`);
   const from = (s: Sender): string => ('server' in s ? 'server' : who(s));
 
-  hub.on('direct', (m) => say(`[direct] ${from(m.from)}: ${showData(m.data)}`, 'magenta'));
+  hub.on('direct', (m) => say(`[direct] ${from(m.from)}: ${showPayload(m)}`, 'magenta'));
   hub.on('broadcast', (m) => say(`[broadcast] ${from(m.from)}: ${showData(m.data)}`, 'yellow'));
   hub.on('join', (e) => {
     if (e.channel === channelOf(room)) say(`* ${who(e.client)} joined`, 'green');
@@ -107,7 +109,7 @@ async function runChat(opts: ChatOptions): Promise<void> {
     const channel = channelOf(next);
     joining++;
     try {
-      const s = hub.subscribe(channel, (data, m) => say(`${from(m.from)}: ${showData(data)}`, m.kind === 'notification' ? 'yellow' : undefined), { presence: true });
+      const s = hub.subscribe(channel, (_data, m) => say(`${from(m.from)}: ${showPayload(m)}`, m.kind === 'notification' ? 'yellow' : undefined), { presence: true });
       sub = s;
       room = next;
       await withTimeout(s.ready, hub.options.requestTimeout, `join ${next}`);

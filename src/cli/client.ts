@@ -1,9 +1,11 @@
 /** `hubbub client`: an interactive protocol client, or a scripted one when stdin is not a terminal. */
+import { readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
 import { Command, Option } from 'commander';
-import { channelNameError, HubbubError, type Hubbub, type Subscription } from '../client/index.js';
+import { channelNameError, HubbubError, type Encoding, type Hubbub, type Subscription } from '../client/index.js';
 import type { ClientListEntry, DirectTarget, Json, ServerFrame } from '../protocol/frames.js';
-import { action, CliError, connectClient, Exit, parseData, urlOption, usageExit } from './common.js';
-import { describeError, finish, plural, sanitize, sender, Session, showData, splitWord, withTimeout, type Colour, followConnection } from './terminal.js';
+import { action, CliError, connectClient, encodingOption, Exit, parseData, urlOption, usageExit } from './common.js';
+import { describeError, finish, plural, sanitize, sender, Session, showData, showPayload, splitWord, withTimeout, type Colour, followConnection } from './terminal.js';
 
 const COMMANDS: [usage: string, help: string][] = [
   ['text <msg>', 'publish {"text": msg} with kind text to the room'],
@@ -13,6 +15,7 @@ const COMMANDS: [usage: string, help: string][] = [
   ['subscribe [--presence] <pattern>', 'subscribe to a channel or pattern (+ one level, # any levels)'],
   ['unsubscribe <pattern>', 'end a subscription'],
   ['publish <channel> <data>', 'publish data (JSON if it parses, else the text as a string)'],
+  ['file <channel> <path>', "publish a file's bytes as a transfer (hubbub sub --save-dir writes it out)"],
   ['send <target> <data>', 'direct message; target: user:<id>, client:<id>, a client id (UUID), or else a user id'],
   ['broadcast <data>', 'send data to every connection of the server'],
   ['presence [channel]', 'who is in a channel (default: the room)'],
@@ -25,6 +28,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 interface ClientOptions {
   url: string;
+  encoding: Encoding;
   username?: string;
   token?: string;
   room: string;
@@ -35,6 +39,7 @@ export function clientCommand(): Command {
   return new Command('client')
     .description('an interactive client: type protocol commands at a prompt, or pipe them in')
     .addOption(urlOption())
+    .addOption(encodingOption())
     .option('--username <name>', 'development identity: sent in hello as name and user')
     .option('--token <token>', 'a token sent in hello')
     .addOption(new Option('--room <channel>', 'channel for text and notification, subscribed with presence').default('lobby'))
@@ -53,6 +58,7 @@ unreachable, refused the connection or ended it, 2 bad usage.
 Examples:
   hubbub client --username alice
   hubbub client --url ws://chat.example.com/ws --room rooms/support
+  hubbub client --encoding protobuf              # Protocol Buffers on the wire
   printf 'ping\\npublish a/b 1\\nsend user:bob {"hi":true}\\nquit\\n' | hubbub client
   echo 'json {"type":"clients"}' | hubbub client --url http://localhost:8080`,
     )
@@ -67,6 +73,7 @@ async function runClient(opts: ClientOptions): Promise<void> {
     ...(opts.username !== undefined ? { name: opts.username, user: opts.username } : {}),
     ...(opts.token !== undefined ? { token: opts.token } : {}),
     autoPing: opts.autoPing,
+    encoding: opts.encoding,
   });
   const room = opts.room;
   const subs = new Map<string, Subscription>();
@@ -82,8 +89,8 @@ async function runClient(opts: ClientOptions): Promise<void> {
   const say = (text: string, colour?: Colour): void => session.print(text, colour);
   const fail = (err: unknown): void => say(describeError(err), 'red');
 
-  hub.on('message', (m) => say(`[${sanitize(m.channel)}] ${kindTag(m.kind)}${sender(m.from)}: ${showData(m.data)}`, m.kind === 'notification' ? 'yellow' : 'cyan'));
-  hub.on('direct', (m) => say(`[direct] ${kindTag(m.kind)}${sender(m.from)}: ${showData(m.data)}`, 'magenta'));
+  hub.on('message', (m) => say(`[${sanitize(m.channel)}] ${kindTag(m.kind)}${sender(m.from)}: ${showPayload(m)}`, m.kind === 'notification' ? 'yellow' : 'cyan'));
+  hub.on('direct', (m) => say(`[direct] ${kindTag(m.kind)}${sender(m.from)}: ${showPayload(m)}`, 'magenta'));
   hub.on('broadcast', (m) => say(`[broadcast] ${kindTag(m.kind)}${sender(m.from)}: ${showData(m.data)}`, 'yellow'));
   hub.on('join', (e) => say(`* ${sender(e.client)} joined ${sanitize(e.channel)}`, 'green'));
   hub.on('leave', (e) => say(`* ${sender(e.client)} left ${sanitize(e.channel)}`, 'green'));
@@ -155,6 +162,20 @@ async function runClient(opts: ClientOptions): Promise<void> {
           if (!channel || !data.trim()) return usage('publish <channel> <data>');
           await hub.publish(channel, parseData(data.trim()));
           say(`published to ${sanitize(channel)}`);
+          return;
+        }
+        case 'file': {
+          const [channel, path] = splitWord(arg);
+          if (!channel || !path.trim()) return usage('file <channel> <path>');
+          let bytes: Uint8Array;
+          try {
+            bytes = await readFile(path.trim());
+          } catch (err) {
+            return say(`cannot read ${sanitize(path.trim())}: ${(err as Error).message}`, 'red');
+          }
+          const name = basename(path.trim());
+          const r = await hub.transfer({ channel }, bytes, { name });
+          say(`sent ${sanitize(name)} (${plural(r.bytes, 'byte')}, ${plural(r.chunks, 'chunk')}) to ${sanitize(channel)}: delivered to ${plural(r.delivered, 'connection')}`);
           return;
         }
         case 'send': {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { HubbubError, patternError, toBase64, type Data, type Encoding, type Json, type MessageFrame, type PresenceEventFrame, type TransferInfo } from '../client/index.js';
 import { action, CliError, connectClient, encodingOption, Exit, urlOption, usageExit, wholeNumber } from './common.js';
-import { sanitize } from './terminal.js';
+import { sanitize, showPayload } from './terminal.js';
 
 interface SubOptions {
   url: string;
@@ -118,9 +118,8 @@ async function run(patterns: string[], opts: SubOptions): Promise<void> {
 
   const print = (line: string): void => void process.stdout.write(`${line}\n`);
 
-  /** Print (or save) one message; false once --count was reached by the ones before it. */
+  /** Print (or save) one message; false when it was not shown (its file could not be written), so it does not count. */
   const show = async (frame: MessageFrame): Promise<boolean> => {
-    if (opts.count !== undefined && received >= opts.count) return false;
     if (saveDir !== undefined && frame.transfer !== undefined && frame.data instanceof Uint8Array) {
       let path: string;
       try {
@@ -128,7 +127,7 @@ async function run(patterns: string[], opts: SubOptions): Promise<void> {
       } catch (err) {
         // Like a failed transfer: reported, and sub carries on (the next file may well fit).
         process.stderr.write(`hubbub sub: cannot save transfer ${sanitize(frame.transfer.id)} from ${sanitize(frame.channel)}: ${(err as Error).message}\n`);
-        return true;
+        return false;
       }
       const { data: _saved, ...rest } = frame;
       print(opts.json ? JSON.stringify({ ...rest, saved: path }) : `${frame.channel} saved ${frame.data.length} bytes to ${path}`);
@@ -142,6 +141,7 @@ async function run(patterns: string[], opts: SubOptions): Promise<void> {
     if (done) return;
     output = output
       .then(async () => {
+        if (opts.count !== undefined && received >= opts.count) return; // arrived while the last counted one was being saved
         if (!(await show(frame))) return;
         received++;
         if (opts.count !== undefined && received >= opts.count) stop(Exit.Ok);
@@ -200,9 +200,7 @@ async function run(patterns: string[], opts: SubOptions): Promise<void> {
 
 /** The data of a message for the default output: a transfer shows its size and name. */
 export function formatMessage(frame: MessageFrame): string {
-  const t = frame.transfer;
-  if (t !== undefined && frame.data instanceof Uint8Array) return `<${frame.data.length} bytes${t.name !== undefined ? `: ${sanitize(t.name)}` : ''}>`;
-  return formatData(frame.data);
+  return frame.transfer !== undefined && frame.data instanceof Uint8Array ? showPayload(frame) : formatData(frame.data);
 }
 
 /** A frame as one line of JSON, bytes as base64 the way the JSON protocol carries them. */

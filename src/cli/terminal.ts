@@ -10,7 +10,7 @@
  */
 import * as readline from 'node:readline';
 import { HubbubError, type Hubbub } from '../client/index.js';
-import type { ClientInfo, Data, Json, Sender } from '../protocol/frames.js';
+import type { ClientInfo, Data, Json, Sender, TransferInfo } from '../protocol/frames.js';
 import { CliError } from './common.js';
 
 const SGR = { bold: 1, dim: 2, red: 31, green: 32, yellow: 33, blue: 34, magenta: 35, cyan: 36, gray: 90 } as const;
@@ -37,6 +37,12 @@ export function showData(data: Data): string {
     if (keys.length === 1 && keys[0] === 'text' && typeof data.text === 'string') return showData(data.text);
   }
   return sanitize(JSON.stringify(data));
+}
+
+/** A message's payload as one line: like showData, and a completed transfer as its size and name. */
+export function showPayload(m: { data: Data; transfer?: TransferInfo }): string {
+  if (m.transfer !== undefined && m.data instanceof Uint8Array) return `<${m.data.length} bytes${m.transfer.name !== undefined ? `: ${sanitize(m.transfer.name)}` : ''}>`;
+  return showData(m.data);
 }
 
 /** The first word of `text` and the rest (trimmed at the start only, so that data keeps its inner spaces). */
