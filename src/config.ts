@@ -46,6 +46,11 @@ export interface Config {
   max_transfers: number;
   permessage_deflate: boolean;
   compression_threshold: number;
+  storage: 'sqlite' | 'memory';
+  data_dir: string;
+  max_stored_messages: number;
+  max_stored_bytes: number;
+  stored_message_ttl: number;
   /** Per-namespace rules (config file only); see src/auth/permissions.ts. */
   namespaces: Record<string, NamespaceRuleInput>;
   /** The rule for channels whose namespace has none (config file only). */
@@ -55,7 +60,7 @@ export interface Config {
 /** A namespace rule as written in the config file; validated by src/auth/permissions.ts. */
 export type NamespaceRuleInput = Record<string, unknown>;
 
-type Kind = 'string' | 'text' | 'port' | 'int' | 'bytes' | 'duration' | 'list' | 'level' | 'auth' | 'bool' | 'object';
+type Kind = 'string' | 'text' | 'port' | 'int' | 'bytes' | 'duration' | 'list' | 'level' | 'auth' | 'storage' | 'bool' | 'object';
 
 export interface Setting {
   key: keyof Config;
@@ -107,6 +112,12 @@ export const settings: Setting[] = [
   { key: 'max_transfers', flag: '--max-transfers', arg: '<n>', env: 'HUBBUB_MAX_TRANSFERS', kind: 'int', default: 4, description: 'Most transfers one connection may have open at once (rate_limited beyond). 0: no limit.' },
   // ---- compression
   { key: 'permessage_deflate', flag: '--permessage-deflate', arg: '<bool>', env: 'HUBBUB_PERMESSAGE_DEFLATE', kind: 'bool', default: false, description: 'Offer WebSocket permessage-deflate (with server_no_context_takeover: each publication is compressed once for all its recipients). Saves bandwidth on text payloads, costs CPU; see docs/performance.md.' },
+  // ---- durable delivery (history per namespace: history_size, history_ttl in namespaces)
+  { key: 'storage', flag: '--storage', arg: '<engine>', env: 'HUBBUB_STORAGE', kind: 'storage', default: 'sqlite', description: 'Where history, retained and stored direct messages live: sqlite (the file hubbub.db in data_dir; survives restarts) or memory (lost on restart).' },
+  { key: 'data_dir', flag: '--data-dir', arg: '<dir>', env: 'HUBBUB_DATA_DIR', kind: 'string', default: './data', description: 'Directory of the SQLite database (created if missing).' },
+  { key: 'max_stored_messages', flag: '--max-stored-messages', arg: '<n>', env: 'HUBBUB_MAX_STORED_MESSAGES', kind: 'int', default: 1000, description: 'Most stored (persist) direct messages per user awaiting acknowledgement; one more is refused with quota_exceeded.' },
+  { key: 'max_stored_bytes', flag: '--max-stored-bytes', arg: '<bytes>', env: 'HUBBUB_MAX_STORED_BYTES', kind: 'bytes', default: 4194304, description: 'Most payload bytes of stored direct messages per user; beyond: quota_exceeded.' },
+  { key: 'stored_message_ttl', flag: '--stored-message-ttl', arg: '<duration>', env: 'HUBBUB_STORED_MESSAGE_TTL', kind: 'duration', default: 604800000, description: 'How long a stored direct message waits for acknowledgement before it is dropped.' },
   { key: 'compression_threshold', flag: '--compression-threshold', arg: '<bytes>', env: 'HUBBUB_COMPRESSION_THRESHOLD', kind: 'bytes', default: 1024, description: 'With permessage_deflate, frames smaller than this are sent uncompressed.' },
 ];
 
@@ -157,6 +168,9 @@ function coerce(setting: Setting, value: unknown, source: string): Config[keyof 
       return value;
     case 'auth':
       if (value !== 'optional' && value !== 'required') throw new ConfigError(`${what}: expected optional or required, got ${JSON.stringify(value)}`);
+      return value;
+    case 'storage':
+      if (value !== 'sqlite' && value !== 'memory') throw new ConfigError(`${what}: expected sqlite or memory, got ${JSON.stringify(value)}`);
       return value;
     case 'bool':
       if (typeof value === 'boolean') return value;

@@ -6,6 +6,10 @@ import type { WebSocketServer } from 'ws';
 import { ConfigError, defaults, type Config } from './config.js';
 import type { Broker } from './engine/broker.js';
 import { MemoryBroker } from './engine/memory-broker.js';
+import { MemoryStore } from './engine/memory-store.js';
+import { SqliteStore } from './engine/sqlite-store.js';
+import type { Store } from './engine/store.js';
+import { join } from 'node:path';
 import { Api } from './http/api.js';
 import { sendError, sendJson } from './http/util.js';
 import { Hub } from './hub/hub.js';
@@ -26,6 +30,8 @@ export interface HubbubOptions {
   logger?: Logger;
   /** The broker engine; the in-memory one by default. */
   broker?: Broker;
+  /** The storage engine; by default the one `storage` names (SQLite in data_dir, or memory). */
+  store?: Store;
 }
 
 /**
@@ -39,6 +45,7 @@ export class HubbubServer {
   readonly http: Server;
   readonly verifier: TokenVerifier | undefined;
   readonly permissions: Permissions;
+  readonly store: Store;
   private readonly api: Api;
   private readonly perIp = new Map<string, number>();
   private readonly connectRate: KeyedBuckets | undefined;
@@ -50,18 +57,22 @@ export class HubbubServer {
   constructor(options: HubbubOptions = {}) {
     this.config = { ...defaults, ...options.config };
     this.logger = options.logger ?? createLogger(this.config.log_level);
+    this.permissions = new Permissions(this.config.namespaces, this.config.default_namespace);
+    this.store = options.store ?? (this.config.storage === 'memory' ? new MemoryStore() : new SqliteStore(join(this.config.data_dir, 'hubbub.db')));
     this.hub = new Hub({
       broker: options.broker ?? new MemoryBroker(),
       logger: this.logger,
       heartbeatMs: this.config.heartbeat,
       canRead: (client, channel) => this.permissions.canRead(client, channel),
+      store: this.store,
+      historyOf: (channel) => this.permissions.historyOf(channel),
+      inbox: { count: this.config.max_stored_messages, bytes: this.config.max_stored_bytes, ttl: this.config.stored_message_ttl },
     });
     this.api = new Api({ hub: this.hub, logger: this.logger, apiKeys: this.config.api_keys, maxBodyBytes: this.config.max_message_size, maxChannelLength: this.config.max_channel_length, version: VERSION });
     const page = readFileSync(new URL('../public/index.html', import.meta.url), 'utf8');
     this.testPage = Buffer.from(page.replace('<meta name="hubbub-ws-path" content="/ws">', `<meta name="hubbub-ws-path" content="${escapeAttr(this.config.ws_path)}">`));
     this.verifier = TokenVerifier.create(this.config);
     if (this.config.auth === 'required' && !this.verifier) throw new ConfigError('auth required needs a way to verify tokens: set jwt_secret, jwt_public_key or jwks');
-    this.permissions = new Permissions(this.config.namespaces, this.config.default_namespace);
     const c = this.config;
     this.connectRate = c.connection_rate_per_ip > 0 ? new KeyedBuckets(c.connection_rate_per_ip, c.connection_rate_per_ip) : undefined;
     const onRequest = (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res);
@@ -139,6 +150,8 @@ export class HubbubServer {
 
   /** Start the hub and listen. Resolves with the bound address. */
   async listen(): Promise<AddressInfo> {
+    await this.store.open();
+    if (this.store instanceof SqliteStore) this.store.startSweeping(this.config.stored_message_ttl);
     await this.hub.start();
     await new Promise<void>((resolve, reject) => {
       this.http.once('error', reject);
@@ -149,7 +162,7 @@ export class HubbubServer {
     });
     const address = this.address;
     this.logger.info(
-      { host: address.address, port: address.port, ws_path: this.config.ws_path, broker: this.hub.brokerName, version: VERSION },
+      { host: address.address, port: address.port, ws_path: this.config.ws_path, broker: this.hub.brokerName, storage: this.store instanceof SqliteStore ? this.store.file : this.store.name, version: VERSION },
       `hubbub listening on ${this.config.tls_cert ? 'https' : 'http'}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port} (WebSocket at ${this.config.ws_path})`,
     );
     if (this.config.api_keys.length === 0) {
@@ -193,6 +206,7 @@ export class HubbubServer {
     for (const client of this.hub.clients.values()) client.transport.terminate();
     this.wss.close();
     await this.hub.stop();
+    await this.store.close();
     this.http.closeAllConnections();
     await stopped;
     this.logger.info({ clients: count, dropped }, 'hubbub stopped');

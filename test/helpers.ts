@@ -22,7 +22,8 @@ export interface TestServer {
  */
 export async function startServer(config: Partial<Config> = {}): Promise<TestServer> {
   const logger = createLogger((process.env.HUBBUB_TEST_LOG as Config['log_level']) ?? 'silent', { pretty: false });
-  const server = new HubbubServer({ config: { host: '127.0.0.1', port: 0, allow_client_broadcast: true, ...config }, logger });
+  // In-memory storage unless a test asks for SQLite (with its own data_dir): no files left behind.
+  const server = new HubbubServer({ config: { host: '127.0.0.1', port: 0, allow_client_broadcast: true, storage: 'memory', ...config }, logger });
   const { port } = await server.listen();
   return {
     server,

@@ -8,7 +8,7 @@
  * with a `token` rule, `inbox/+` with user channels) is accepted but filtered: each publication is
  * checked before it is delivered, so nothing leaks through a wildcard.
  */
-import { ConfigError, type NamespaceRuleInput } from '../config.js';
+import { ConfigError, parseDuration, type NamespaceRuleInput } from '../config.js';
 import { matchPattern } from '../protocol/channel.js';
 
 export type Access = 'anonymous' | 'authenticated' | 'token' | 'none';
@@ -20,6 +20,10 @@ export interface NamespaceRule {
   presence: Access;
   history: Access;
   user_channel: boolean;
+  /** Publications kept per channel; 0: no history. */
+  history_size: number;
+  /** How long a publication is kept, ms; 0: no age limit. */
+  history_ttl: number;
 }
 
 /** What a rule check needs to know about a connection. */
@@ -33,7 +37,10 @@ export interface Principal {
 export type Verdict = 'allow' | 'deny' | 'filter';
 type Action = 'subscribe' | 'publish' | 'presence' | 'history';
 
-const OPEN_RULE: NamespaceRule = { subscribe: 'anonymous', publish: 'anonymous', presence: 'anonymous', history: 'anonymous', user_channel: false };
+const OPEN_RULE: NamespaceRule = { subscribe: 'anonymous', publish: 'anonymous', presence: 'anonymous', history: 'anonymous', user_channel: false, history_size: 0, history_ttl: 0 };
+
+/** The most publications a channel may keep. */
+export const MAX_HISTORY_SIZE = 100_000;
 
 export function parseRule(input: NamespaceRuleInput, where: string, base: NamespaceRule = OPEN_RULE): NamespaceRule {
   const rule = { ...base };
@@ -44,16 +51,22 @@ export function parseRule(input: NamespaceRuleInput, where: string, base: Namesp
     } else if (key === 'subscribe' || key === 'publish' || key === 'presence' || key === 'history') {
       if (!ACCESS.includes(value as Access)) throw new ConfigError(`${where}.${key}: expected one of ${ACCESS.join(', ')}, got ${JSON.stringify(value)}`);
       rule[key] = value as Access;
-    } else if (key !== 'history_size' && key !== 'history_ttl') {
-      // history_size/history_ttl belong to durable delivery and are read there.
+    } else if (key === 'history_size') {
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > MAX_HISTORY_SIZE) throw new ConfigError(`${where}.history_size: expected an integer from 0 to ${MAX_HISTORY_SIZE}`);
+      rule.history_size = value;
+    } else if (key === 'history_ttl') {
+      rule.history_ttl = parseDuration(value, `${where}.history_ttl`);
+    } else {
       throw new ConfigError(`${where}: unknown key "${key}"`);
     }
   }
+  if (rule.history_ttl > 0 && rule.history_size === 0) throw new ConfigError(`${where}.history_ttl: needs history_size (history is on when history_size is above 0)`);
   return rule;
 }
 
 export class Permissions {
   private readonly rules = new Map<string, NamespaceRule>();
+  private readonly policies = new Map<NamespaceRule, { size: number; ttl: number }>();
   readonly defaultRule: NamespaceRule;
 
   constructor(namespaces: Record<string, NamespaceRuleInput> = {}, defaultNamespace: NamespaceRuleInput = {}) {
@@ -73,6 +86,16 @@ export class Permissions {
 
   rule(namespace: string): NamespaceRule {
     return this.rules.get(namespace) ?? this.defaultRule;
+  }
+
+  /** The history a concrete channel keeps (its namespace's history_size and history_ttl), or undefined. */
+  historyOf(channel: string): { size: number; ttl: number } | undefined {
+    const slash = channel.indexOf('/');
+    const rule = this.rule(slash < 0 ? channel : channel.slice(0, slash));
+    if (rule.history_size === 0) return undefined;
+    let policy = this.policies.get(rule);
+    if (!policy) this.policies.set(rule, (policy = { size: rule.history_size, ttl: rule.history_ttl }));
+    return policy;
   }
 
   /** May this principal do `action` on the concrete channel? */

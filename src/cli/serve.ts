@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander';
 import { ConfigError, loadConfig, settings, type Config } from '../config.js';
+import { StoreOpenError } from '../engine/sqlite-store.js';
 import { createLogger } from '../log.js';
 import { HubbubServer } from '../server.js';
 
@@ -48,6 +49,11 @@ Examples:
     try {
       await server.listen();
     } catch (err) {
+      if (err instanceof StoreOpenError) {
+        // A damaged or foreign file is never reset silently: the operator decides.
+        logger.fatal(err.message);
+        process.exit(1);
+      }
       const e = err as NodeJS.ErrnoException;
       logger.fatal({ code: e.code }, `cannot listen on ${config.host}:${config.port}: ${e.message}`);
       process.exit(1);

@@ -24,9 +24,9 @@ export interface RelayedChunk {
  * a clustered engine serialises them (a Payload is JSON text or bytes) to cross the network.
  */
 export type BrokerMessage =
-  | { type: 'publication'; channel: string; payload: Payload; kind: string; from: Sender; ts: number }
+  | { type: 'publication'; channel: string; payload: Payload; kind: string; from: Sender; ts: number; offset?: number; epoch?: string }
   | { type: 'broadcast'; payload: Payload; kind: string; from: Sender; ts: number }
-  | { type: 'direct'; to: DirectTarget; payload: Payload; kind: string; from: Sender; ts: number }
+  | { type: 'direct'; to: DirectTarget; payload: Payload; kind: string; from: Sender; ts: number; id?: string }
   | { type: 'join' | 'leave'; channel: string; client: ClientInfo }
   | { type: 'disconnect'; target: DirectTarget; code: number; reason: string }
   | { type: 'chunk'; dest: TransferDestination; chunk: RelayedChunk; payload: Payload }

@@ -7,6 +7,7 @@ import { CloseCode, ErrorCode, HubbubError, httpStatusOf } from '../protocol/err
 import { DEFAULT_KIND, type DirectTarget, type Json } from '../protocol/frames.js';
 import { fieldsError, payloadOf } from '../protocol/json-codec.js';
 import type { Payload } from '../protocol/payload.js';
+import type { StoredPublication } from '../engine/store.js';
 import { isLoopback, readJsonBody, sendError, sendJson } from './util.js';
 
 export interface ApiOptions {
@@ -40,8 +41,9 @@ export class Api {
         const payload = check('publish', body);
         const problem = channelNameError(body.channel, this.options.maxChannelLength);
         if (problem) throw new HubbubError(ErrorCode.InvalidChannel, problem);
-        const n = await hub.publish(body.channel as string, payload, kindOf(body), SERVER);
-        return n === undefined ? {} : { delivered: n };
+        if (body.retain !== undefined && typeof body.retain !== 'boolean') throw new HubbubError(ErrorCode.BadRequest, 'retain must be a boolean');
+        const o = await hub.publish(body.channel as string, payload, kindOf(body), SERVER, body.retain === true);
+        return { ...(o.delivered !== undefined && { delivered: o.delivered }), ...(o.offset !== undefined && { offset: o.offset, epoch: o.epoch }) };
       },
       'POST /api/broadcast': async (_req, body) => {
         const payload = check('broadcast', body);
@@ -49,7 +51,8 @@ export class Api {
       },
       'POST /api/send': async (_req, body) => {
         const payload = check('send', body);
-        return { delivered: (await hub.send(body.to as DirectTarget, payload, kindOf(body), SERVER)) ?? 0 };
+        const o = await hub.send(body.to as DirectTarget, payload, kindOf(body), SERVER, body.persist === true);
+        return { delivered: o.delivered ?? 0, ...(o.id !== undefined && { id: o.id }) };
       },
       'POST /api/disconnect': async (_req, body) => {
         const target = disconnectTarget(body);
@@ -84,11 +87,8 @@ export class Api {
     try {
       this.authorize(req);
       const method = req.method ?? 'GET';
-      let handler = this.routes[`${method} ${path}`];
-      if (!handler && path.startsWith('/api/channels/') && path.endsWith('/presence')) {
-        if (method !== 'GET') throw new MethodNotAllowed('GET');
-        handler = () => this.presence(path);
-      }
+      let handler: Handler | undefined = this.routes[`${method} ${path}`];
+      if (!handler && path.startsWith('/api/channels/')) handler = this.channelRoute(method, path, new URL(req.url ?? '/', 'http://x').searchParams);
       if (!handler) {
         const other = Object.keys(this.routes).find((r) => r.endsWith(` ${path}`));
         if (other) throw new MethodNotAllowed(other.split(' ')[0]!);
@@ -125,17 +125,45 @@ export class Api {
     if (!ok) throw new HubbubError(ErrorCode.Unauthorized, 'wrong API key');
   }
 
-  private presence(path: string): object {
-    const raw = path.slice('/api/channels/'.length, -'/presence'.length);
+  /** /api/channels/<channel>/(presence|retained|history); undefined when the path is none of them. */
+  private channelRoute(method: string, path: string, query: URLSearchParams): Handler | undefined {
+    const m = /^\/api\/channels\/(.+)\/(presence|retained|history)$/.exec(path);
+    if (!m) return undefined;
+    const what = m[2]!;
+    const allowed = what === 'retained' ? ['GET', 'DELETE'] : ['GET'];
+    if (!allowed.includes(method)) throw new MethodNotAllowed(allowed.join(', '));
     let channel: string;
     try {
-      channel = decodeURIComponent(raw);
+      channel = decodeURIComponent(m[1]!);
     } catch {
       throw new HubbubError(ErrorCode.InvalidChannel, 'channel is not valid percent-encoding');
     }
     const problem = channelNameError(channel, this.options.maxChannelLength);
     if (problem) throw new HubbubError(ErrorCode.InvalidChannel, problem);
-    return { channel, clients: this.options.hub.presence(channel) };
+    const hub = this.options.hub;
+    if (what === 'presence') return () => ({ channel, clients: hub.presence(channel) });
+    if (what === 'retained') {
+      if (method === 'DELETE') return async () => ({ channel, cleared: await hub.clearRetained(channel) });
+      return async () => {
+        const r = await hub.retainedOf(channel);
+        if (!r) throw new HubbubError(ErrorCode.NotFound, `channel ${channel} has no retained message`);
+        return { channel, retained: publicationJson(r) };
+      };
+    }
+    return async () => {
+      const num = (name: string): number | undefined => {
+        const v = query.get(name);
+        if (v === null) return undefined;
+        if (!/^\d+$/.test(v)) throw new HubbubError(ErrorCode.BadRequest, `${name} must be a non-negative integer`);
+        return Number(v);
+      };
+      const offset = num('since_offset');
+      const epoch = query.get('since_epoch');
+      if ((offset === undefined) !== (epoch === null)) throw new HubbubError(ErrorCode.BadRequest, 'since_offset and since_epoch go together');
+      const page = await hub.history(channel, { since: offset === undefined ? undefined : { offset, epoch: epoch! }, limit: num('limit'), reverse: query.get('reverse') === 'true' });
+      if (!page) throw new HubbubError(ErrorCode.NotFound, `channel ${channel} keeps no history (its namespace has no history_size)`);
+      return { channel, publications: page.publications.map(publicationJson), offset: page.position.offset, epoch: page.position.epoch };
+    };
   }
 }
 
@@ -143,6 +171,19 @@ class MethodNotAllowed extends Error {
   constructor(readonly allow: string) {
     super('method not allowed');
   }
+}
+
+/** A stored publication as JSON: bytes as base64 with "encoding":"base64". */
+function publicationJson(p: StoredPublication & { epoch?: string }): Record<string, unknown> {
+  return {
+    ...(p.offset > 0 && { offset: p.offset }),
+    ...(p.epoch !== undefined && { epoch: p.epoch }),
+    data: p.payload.toJson(),
+    ...(p.payload.binary && { encoding: 'base64' }),
+    kind: p.kind,
+    from: p.from,
+    ts: p.ts,
+  };
 }
 
 function digest(key: string): Buffer {

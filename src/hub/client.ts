@@ -1,5 +1,14 @@
 import type { ClientInfo, ClientListEntry, Json } from '../protocol/frames.js';
+import type { Outgoing } from '../transport/outgoing.js';
 import type { Transport } from '../transport/transport.js';
+
+/** A delivery kept back while the client's subscription is being recovered. */
+export interface HeldFrame {
+  frame: Outgoing;
+  /** Set for publications of channels with history, so that a recovered one is not sent twice. */
+  channel?: string;
+  offset?: number;
+}
 
 export interface Subscription {
   readonly pattern: string;
@@ -33,6 +42,15 @@ export class Client {
   version: string | undefined;
   /** Sequence number of the last publication delivered, so that overlapping patterns deliver one copy. */
   lastPublication = 0;
+  /**
+   * While a subscription is recovered (history read, retained messages fetched), deliveries to this
+   * client wait here, so that what was missed arrives before anything newer. Undefined otherwise.
+   */
+  held: HeldFrame[] | undefined;
+  /** Recoveries in progress. */
+  holds = 0;
+  /** Per channel, the newest offset sent by the recoveries of the current hold. */
+  recoveredTo: Map<string, number> | undefined;
   private infoCache: ClientInfo | undefined;
 
   constructor(

@@ -7,7 +7,7 @@
 import type { RelayedChunk } from '../engine/broker.js';
 import type { ClientInfo, ServerFrame, Sender } from '../protocol/frames.js';
 import type { Payload } from '../protocol/payload.js';
-import { encodeMessageFrame, encodeServerFrame as encodeProto } from '../protocol/proto-codec.js';
+import { encodeMessageFrame, encodeServerFrame as encodeProto, type MessageExtras } from '../protocol/proto-codec.js';
 import { Outgoing } from '../transport/outgoing.js';
 import type { Client } from './client.js';
 
@@ -65,22 +65,38 @@ export class PublicationPushes {
     private readonly kind: string,
     private readonly from: Sender,
     private readonly ts: number,
+    /** Channels with history: the publication's place in the stream (and whether it is sent as the retained message). */
+    private readonly stream?: MessageExtras,
   ) {}
 
   forPattern(pattern: string): Push {
     return new Push(
       () => {
         this.head ??= `{"type":"message","channel":${JSON.stringify(this.channel)},"pattern":`;
-        this.tail ??= `,"data":${this.payload.jsonData()}${this.payload.binary ? ',"encoding":"base64"' : ''},"kind":${JSON.stringify(this.kind)},"from":${JSON.stringify(this.from)},"ts":${this.ts}}`;
+        this.tail ??= `,"data":${this.payload.jsonData()}${this.payload.binary ? ',"encoding":"base64"' : ''},"kind":${JSON.stringify(this.kind)},"from":${JSON.stringify(this.from)},"ts":${this.ts}${streamFields(this.stream)}}`;
         return this.head + JSON.stringify(pattern) + this.tail;
       },
-      () => encodeMessageFrame(this.channel, pattern, this.payload, this.kind, this.from, this.ts),
+      () => encodeMessageFrame(this.channel, pattern, this.payload, this.kind, this.from, this.ts, this.stream),
     );
   }
 }
 
-export function directPush(type: 'direct' | 'broadcast', payload: Payload, kind: string, from: Sender, ts: number): Push {
-  return Push.withPayload({ type, kind, from, ts }, payload);
+function streamFields(stream: MessageExtras | undefined): string {
+  if (!stream) return '';
+  let s = '';
+  if (stream.offset !== undefined) s += `,"offset":${stream.offset}`;
+  if (stream.epoch !== undefined) s += `,"epoch":${JSON.stringify(stream.epoch)}`;
+  if (stream.retained) s += ',"retained":true';
+  return s;
+}
+
+export function directPush(type: 'direct' | 'broadcast', payload: Payload, kind: string, from: Sender, ts: number, stored?: { id: string; stored?: boolean }): Push {
+  const frame: { type: 'direct' | 'broadcast' } & Record<string, unknown> = { type, kind, from, ts };
+  if (stored) {
+    frame.id = stored.id;
+    if (stored.stored) frame.stored = true;
+  }
+  return Push.withPayload(frame, payload);
 }
 
 export function presencePush(type: 'join' | 'leave', channel: string, client: ClientInfo): Push {

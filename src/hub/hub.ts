@@ -1,8 +1,10 @@
 import type { Logger } from 'pino';
+import { randomUUID } from 'node:crypto';
 import type { Broker, BrokerMessage, Delivered, RelayedChunk, TransferDestination } from '../engine/broker.js';
-import { CloseCode } from '../protocol/errors.js';
+import { InboxFullError, type HistoryPolicy, type InboxLimits, type Store, type StoredPublication, type StreamPosition } from '../engine/store.js';
+import { CloseCode, ErrorCode, HubbubError } from '../protocol/errors.js';
 import type { ClientInfo, ClientListEntry, DirectTarget, Sender } from '../protocol/frames.js';
-import { isWildcard } from '../protocol/channel.js';
+import { isWildcard, matchPattern } from '../protocol/channel.js';
 import type { Payload } from '../protocol/payload.js';
 import type { Outgoing } from '../transport/outgoing.js';
 import { Client, type Subscription } from './client.js';
@@ -16,7 +18,29 @@ export interface HubOptions {
   heartbeatMs: number;
   /** Read permission for filtered (wildcard) subscriptions: may this client receive a publication on this channel? */
   canRead?: (client: Client, channel: string) => boolean;
+  /** Durable state: history, retained and stored direct messages. Without it those features are off. */
+  store?: Store;
+  /** The history a channel keeps (from its namespace rule); undefined: none. */
+  historyOf?: (channel: string) => HistoryPolicy | undefined;
+  /** Per-user bounds on stored direct messages. */
+  inbox?: InboxLimits;
 }
+
+/** What a publish did: the deliveries on this node, and the publication's place in the stream (channels with history). */
+export interface PublishOutcome {
+  delivered: Delivered;
+  offset?: number;
+  epoch?: string;
+}
+
+/** The answer to a subscribe, and the deliveries that must follow it (missed and retained messages). */
+export interface SubscribeOutcome {
+  reply: { recovered?: boolean; offset?: number; epoch?: string; positions?: Record<string, StreamPosition> };
+  /** Send what the subscription catches up on, then what was held meanwhile; call right after the reply. */
+  deliver(): void;
+}
+
+const DEFAULT_INBOX: InboxLimits = { count: 1000, bytes: 1024 * 1024, ttl: 7 * 86_400_000 };
 
 export interface HubStats {
   connections: number;
@@ -60,6 +84,9 @@ export class Hub {
     this.matched.push(node);
   };
   readonly counters = { messages_in: 0, messages_out: 0, bytes_in: 0, bytes_out: 0, publications: 0 };
+  /** Durable publications whose delivery waits for their store: later ones queue behind, to keep order. */
+  private durableChain: Promise<unknown> = Promise.resolve();
+  private durablePending = 0;
   readonly startedAt = Date.now();
 
   constructor(private readonly options: HubOptions) {
@@ -186,16 +213,221 @@ export class Hub {
 
   // ---- operations (from clients and from the HTTP API) ----------------------------------------
 
-  publish(channel: string, payload: Payload, kind: string, from: Sender): Delivered | Promise<Delivered> {
-    return this.broker.publish({ type: 'publication', channel, payload, kind, from, ts: Date.now() });
+  /**
+   * Publish to a channel. On a channel with history (or with `retain`) the publication is stored
+   * first and delivered once stored, with its offset; the outcome resolves then. Publications are
+   * delivered in the order publish was called, also when only some of them are stored.
+   */
+  publish(channel: string, payload: Payload, kind: string, from: Sender, retain = false): PublishOutcome | Promise<PublishOutcome> {
+    const ts = Date.now();
+    const store = this.options.store;
+    const policy = store ? this.options.historyOf?.(channel) : undefined;
+    if (!store || (!policy && !retain)) {
+      if (this.durablePending === 0) return settle(this.broker.publish({ type: 'publication', channel, payload, kind, from, ts }), (delivered) => ({ delivered }));
+      return this.queueDelivery(Promise.resolve(undefined), (pos) => ({ type: 'publication', channel, payload, kind, from, ts, ...pos }));
+    }
+    // Started now, so that appends of one turn share one write; delivered in publish order.
+    const stored = (async (): Promise<StreamPosition | undefined> => {
+      const pos = policy ? await store.append(channel, { payload, kind, from, ts }, policy) : undefined;
+      if (retain) await store.retain(channel, isNull(payload) ? null : { channel, offset: pos?.offset ?? 0, ...(pos && { epoch: pos.epoch }), payload, kind, from, ts });
+      return pos;
+    })();
+    return this.queueDelivery(stored, (pos) => ({ type: 'publication', channel, payload, kind, from, ts, ...(pos && { offset: pos.offset, epoch: pos.epoch }) }));
+  }
+
+  private queueDelivery(stored: Promise<StreamPosition | undefined>, message: (pos: StreamPosition | undefined) => BrokerMessage): Promise<PublishOutcome> {
+    this.durablePending++;
+    const outcome = this.durableChain.then(() => stored).then(async (pos) => {
+      const delivered = await this.broker.publish(message(pos));
+      return pos ? { delivered, offset: pos.offset, epoch: pos.epoch } : { delivered };
+    });
+    const done = (): void => {
+      this.durablePending--;
+    };
+    this.durableChain = outcome.then(done, done);
+    return outcome;
+  }
+
+  /** Retained message of a channel (HTTP API). */
+  async retainedOf(channel: string): Promise<StoredPublication | undefined> {
+    const store = this.requireStore();
+    return (await store.retained(channel))[0];
+  }
+
+  async clearRetained(channel: string): Promise<boolean> {
+    const store = this.requireStore();
+    const had = (await store.retained(channel)).length > 0;
+    await store.retain(channel, null);
+    return had;
+  }
+
+  /** A page of a channel's history; undefined when the channel keeps none. */
+  async history(channel: string, query: { since?: StreamPosition; limit?: number; reverse?: boolean }): Promise<{ publications: StoredPublication[]; position: StreamPosition } | undefined> {
+    const policy = this.options.historyOf?.(channel);
+    const store = this.options.store;
+    if (!policy || !store) return undefined;
+    const page = await store.history(channel, { since: query.since, limit: Math.min(query.limit ?? policy.size, policy.size), reverse: query.reverse }, policy);
+    return { publications: page.publications, position: page.position };
+  }
+
+  private requireStore(): Store {
+    if (!this.options.store) throw new HubbubError(ErrorCode.Unavailable, 'this server has no storage engine');
+    return this.options.store;
   }
 
   broadcast(payload: Payload, kind: string, from: Sender): Delivered | Promise<Delivered> {
     return this.broker.publish({ type: 'broadcast', payload, kind, from, ts: Date.now() });
   }
 
-  send(to: DirectTarget, payload: Payload, kind: string, from: Sender): Delivered | Promise<Delivered> {
-    return this.broker.publish({ type: 'direct', to, payload, kind, from, ts: Date.now() });
+  /**
+   * A direct message. With `persist` (to a user) it is stored first, until one of the user's
+   * connections acknowledges it, and carries an id.
+   */
+  send(to: DirectTarget, payload: Payload, kind: string, from: Sender, persist = false): { delivered: Delivered; id?: string } | Promise<{ delivered: Delivered; id?: string }> {
+    const ts = Date.now();
+    if (!persist) return settle(this.broker.publish({ type: 'direct', to, payload, kind, from, ts }), (delivered) => ({ delivered }));
+    if (!('user' in to)) throw new HubbubError(ErrorCode.BadRequest, 'send: persist needs a user target');
+    const store = this.requireStore();
+    const id = randomUUID();
+    return store.storeDirect({ id, user: to.user, payload, kind, from, ts }, this.inbox).then(
+      async () => ({ delivered: await this.broker.publish({ type: 'direct', to, payload, kind, from, ts, id }), id }),
+      (err: unknown) => {
+        if (err instanceof InboxFullError) throw new HubbubError(ErrorCode.QuotaExceeded, `send: ${err.message}`);
+        throw err;
+      },
+    );
+  }
+
+  private get inbox(): InboxLimits {
+    return this.options.inbox ?? DEFAULT_INBOX;
+  }
+
+  /** Send a user's stored direct messages to one of their connections, oldest first (on connect). */
+  async deliverStored(client: Client): Promise<number> {
+    const store = this.options.store;
+    if (!store || client.user === undefined) return 0;
+    const pending = await store.pendingDirect(client.user, this.inbox);
+    let n = 0;
+    for (const m of pending) if (this.sendPush(client, directPush('direct', m.payload, m.kind, m.from, m.ts, { id: m.id, stored: true }))) n++;
+    return n;
+  }
+
+  /** A connection acknowledges stored messages of its user. */
+  ack(client: Client, ids: string[]): Promise<number> {
+    if (client.user === undefined) throw new HubbubError(ErrorCode.Forbidden, 'ack: stored messages belong to users; this connection has no user id');
+    return this.requireStore().ackDirect(client.user, ids);
+  }
+
+  // ---- recovery ---------------------------------------------------------------------------------
+
+  /**
+   * After a subscription is added: its position, recovery from `since`, and its retained messages.
+   * Deliveries to the client are held until `deliver()` of the outcome, so that the reply comes
+   * first, then missed publications in order, then retained messages, then anything newer.
+   */
+  catchUp(client: Client, pattern: string, since: StreamPosition | Record<string, StreamPosition> | undefined): SubscribeOutcome | Promise<SubscribeOutcome> {
+    const store = this.options.store;
+    if (!store) return { reply: since ? { recovered: false } : {}, deliver: () => {} };
+    this.hold(client);
+    let released = false;
+    const release = (): void => {
+      if (!released) {
+        released = true;
+        this.release(client);
+      }
+    };
+    return this.collectCatchUp(client, store, pattern, since).then(
+      ({ reply, frames }) => ({
+        reply,
+        deliver: () => {
+          for (const f of frames) this.sendPush(client, f);
+          release();
+        },
+      }),
+      (err: unknown) => {
+        release();
+        throw err;
+      },
+    );
+  }
+
+  private async collectCatchUp(
+    client: Client,
+    store: Store,
+    pattern: string,
+    since: StreamPosition | Record<string, StreamPosition> | undefined,
+  ): Promise<{ reply: SubscribeOutcome['reply']; frames: Push[] }> {
+    const reply: SubscribeOutcome['reply'] = {};
+    const frames: Push[] = [];
+    const recovered = new Set<string>();
+    const canRead = (channel: string): boolean => {
+      const sub = client.subs.get(pattern);
+      return !sub?.filtered || !this.options.canRead || this.options.canRead(client, channel);
+    };
+    const recover = async (channel: string, from: StreamPosition | undefined): Promise<{ ok: boolean; position?: StreamPosition }> => {
+      const policy = this.options.historyOf?.(channel);
+      if (!policy) return { ok: false };
+      const page = await store.history(channel, { since: from, limit: policy.size }, policy);
+      if (!from) return { ok: false, position: page.position };
+      const p = page.position;
+      // Every publication after `from` must still be kept, in the same epoch.
+      const ok = from.epoch === p.epoch && from.offset <= p.offset && from.offset >= page.oldest - 1;
+      if (ok) {
+        for (const pub of page.publications) frames.push(new PublicationPushes(channel, pub.payload, pub.kind, pub.from, pub.ts, { offset: pub.offset, epoch: p.epoch }).forPattern(pattern));
+        (client.recoveredTo ??= new Map()).set(channel, p.offset);
+        recovered.add(channel);
+      }
+      return { ok, position: p };
+    };
+    if (!isWildcard(pattern)) {
+      const r = await recover(pattern, since as StreamPosition | undefined);
+      if (r.position) {
+        reply.offset = r.position.offset;
+        reply.epoch = r.position.epoch;
+      }
+      if (since) reply.recovered = r.ok;
+    } else if (since) {
+      const positions: Record<string, StreamPosition> = {};
+      let all = true;
+      for (const [channel, from] of Object.entries(since as Record<string, StreamPosition>)) {
+        if (!matchPattern(pattern, channel) || isWildcard(channel) || !canRead(channel)) {
+          all = false;
+          continue;
+        }
+        const r = await recover(channel, from);
+        if (r.position) positions[channel] = r.position;
+        all &&= r.ok;
+      }
+      reply.recovered = all;
+      reply.positions = positions;
+    }
+    // A recovered channel's state is already known to the client: its retained message is not repeated.
+    for (const m of await store.retained(pattern)) {
+      if (recovered.has(m.channel) || !canRead(m.channel)) continue;
+      frames.push(new PublicationPushes(m.channel, m.payload, m.kind, m.from, m.ts, { ...(m.epoch !== undefined && { offset: m.offset, epoch: m.epoch }), retained: true }).forPattern(pattern));
+    }
+    return { reply, frames };
+  }
+
+  private hold(client: Client): void {
+    client.holds++;
+    client.held ??= [];
+  }
+
+  /** End one hold; the last one sends what was held, except publications a recovery already sent. */
+  private release(client: Client): void {
+    if (--client.holds > 0) return;
+    const held = client.held ?? [];
+    const upTo = client.recoveredTo;
+    client.held = undefined;
+    client.recoveredTo = undefined;
+    for (const h of held) {
+      if (upTo && h.channel !== undefined && h.offset !== undefined && h.offset <= (upTo.get(h.channel) ?? -1)) continue;
+      if (client.transport.send(h.frame)) {
+        this.counters.messages_out++;
+        this.counters.bytes_out += h.frame.size;
+      }
+    }
   }
 
   /** Relay one checked transfer chunk to the transfer's receivers. */
@@ -248,7 +480,7 @@ export class Hub {
 
   // ---- delivery -------------------------------------------------------------------------------
 
-  /** Send one frame to one client, counting it. */
+  /** Send one frame to one client, counting it (never held: used for answers and catch-up). */
   sendPush(client: Client, push: Push): boolean {
     return this.sendTo(client, push.for(client));
   }
@@ -266,13 +498,13 @@ export class Hub {
     switch (m.type) {
       case 'publication': {
         this.counters.publications++;
-        const pushes = new PublicationPushes(m.channel, m.payload, m.kind, m.from, m.ts);
-        return this.deliverToChannel(m.channel, (pattern) => pushes.forPattern(pattern));
+        const pushes = new PublicationPushes(m.channel, m.payload, m.kind, m.from, m.ts, m.offset === undefined ? undefined : { offset: m.offset, epoch: m.epoch });
+        return this.deliverToChannel(m.channel, (pattern) => pushes.forPattern(pattern), m.offset);
       }
       case 'broadcast':
         return this.deliverToAll(directPush('broadcast', m.payload, m.kind, m.from, m.ts), this.clients.values());
       case 'direct':
-        return this.deliverToAll(directPush('direct', m.payload, m.kind, m.from, m.ts), this.targets(m.to));
+        return this.deliverToAll(directPush('direct', m.payload, m.kind, m.from, m.ts, m.id === undefined ? undefined : { id: m.id }), this.targets(m.to));
       case 'chunk': {
         const { dest, chunk, payload } = m;
         if ('to' in dest) return this.deliverToAll(chunkPush(chunk, undefined, undefined, payload), this.targets(dest.to));
@@ -313,6 +545,11 @@ export class Hub {
     let bytes = 0;
     for (const client of clients) {
       const frame = push.for(client);
+      if (client.held !== undefined) {
+        client.held.push({ frame });
+        n++;
+        continue;
+      }
       if (client.transport.send(frame)) {
         n++;
         bytes += frame.size;
@@ -325,7 +562,7 @@ export class Hub {
 
   // The fan-out hot path: one trie walk, and per matching pattern one frame per encoding in use (the
   // `pattern` field differs between patterns), the same bytes written to every subscriber of it.
-  private deliverToChannel(channel: string, pushFor: (pattern: string) => Push): number {
+  private deliverToChannel(channel: string, pushFor: (pattern: string) => Push, offset?: number): number {
     const matched = this.matched;
     matched.length = 0;
     this.trie.match(channel, this.collect);
@@ -349,7 +586,10 @@ export class Hub {
             client.lastPublication = seq;
           }
           const frame = push.for(client);
-          if (client.transport.send(frame)) {
+          if (client.held !== undefined) {
+            client.held.push({ frame, channel, offset });
+            n++;
+          } else if (client.transport.send(frame)) {
             n++;
             bytes += frame.size;
           }
@@ -362,7 +602,10 @@ export class Hub {
             client.lastPublication = seq;
           }
           const frame = push.for(client);
-          if (client.transport.send(frame)) {
+          if (client.held !== undefined) {
+            client.held.push({ frame, channel, offset });
+            n++;
+          } else if (client.transport.send(frame)) {
             n++;
             bytes += frame.size;
           }
@@ -383,7 +626,10 @@ export class Hub {
     for (const client of watchers) {
       if (client.id === subject.client) continue;
       push ??= presencePush(type, channel, subject);
-      if (this.sendPush(client, push)) n++;
+      if (client.held !== undefined) {
+        client.held.push({ frame: push.for(client) });
+        n++;
+      } else if (this.sendPush(client, push)) n++;
     }
     return n;
   }
@@ -406,4 +652,14 @@ export class Hub {
       if (ping) client.transport.ping();
     }
   }
+}
+
+/** Map a broker result, staying synchronous when it is (the in-memory broker keeps replies in request order). */
+function settle<T>(result: Delivered | Promise<Delivered>, map: (n: Delivered) => T): T | Promise<T> {
+  return result instanceof Promise ? result.then(map) : map(result);
+}
+
+/** A JSON null payload: publishing it with retain clears the retained message. */
+function isNull(payload: Payload): boolean {
+  return !payload.binary && payload.jsonData() === 'null';
 }

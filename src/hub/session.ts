@@ -7,7 +7,7 @@ import type { Delivered } from '../engine/broker.js';
 import { TokenBucket } from '../limits/token-bucket.js';
 import { channelNameError, isWildcard, patternError } from '../protocol/channel.js';
 import { CloseCode, ErrorCode, HubbubError } from '../protocol/errors.js';
-import type { ClientFrame, ClientFrameType, FrameId, ReplyData, ServerFrame, WelcomeFrame } from '../protocol/frames.js';
+import type { ClientFrame, ClientFrameType, Data, FrameId, ReplyData, ServerFrame, WelcomeFrame } from '../protocol/frames.js';
 import { DEFAULT_KIND, PROTOCOL_VERSION } from '../protocol/frames.js';
 import type { Payload } from '../protocol/payload.js';
 import { Outgoing } from '../transport/outgoing.js';
@@ -15,7 +15,8 @@ import type { Transport } from '../transport/transport.js';
 import type { TransferDestination } from '../engine/broker.js';
 import { Client } from './client.js';
 import { jsonCodec, type SessionCodec } from './codec.js';
-import type { Hub } from './hub.js';
+import type { Hub, SubscribeOutcome } from './hub.js';
+import type { StoredPublication, StreamPosition } from '../engine/store.js';
 import { Transfers } from './transfers.js';
 
 export interface SessionOptions {
@@ -161,7 +162,9 @@ export class Session {
       const result = this.handle(frame, payload!);
       if (result instanceof Promise) {
         result.then(
-          (d) => this.reply(frame.type, frame.id, d),
+          (d) => {
+            if (d !== undefined) this.reply(frame.type, frame.id, d);
+          },
           (err: unknown) => this.fail(frame.id, err),
         );
       } else if (result !== undefined) {
@@ -173,7 +176,7 @@ export class Session {
   }
 
   /** Runs one valid frame. Returns the reply data (or a promise of it); undefined when the frame answered itself. */
-  private handle(frame: ClientFrame, payload: Payload): object | Promise<object> | undefined {
+  private handle(frame: ClientFrame, payload: Payload): object | Promise<object | undefined> | undefined {
     const hub = this.hub;
     const client = this.client;
     const perms = this.options.permissions;
@@ -191,6 +194,7 @@ export class Session {
         if (frame.user !== undefined && !client.authenticated) {
           client.authenticated = true; // the development identity counts as authenticated for namespace rules
           this.enforceUserLimit(true);
+          this.deliverStored();
         }
         return this.helloReply();
       }
@@ -215,9 +219,38 @@ export class Session {
         if (frame.presence === true && !isWildcard(pattern) && !perms.can(client, 'presence', pattern)) {
           throw new HubbubError(ErrorCode.Forbidden, `subscribe: presence of ${pattern} is not allowed`);
         }
+        const since = frame.since;
+        if (since !== undefined) {
+          const single = 'offset' in since || 'epoch' in since;
+          if (single === isWildcard(pattern)) {
+            throw new HubbubError(ErrorCode.BadRequest, single ? 'subscribe: a pattern recovers with a map of channel to position in since' : 'subscribe: a channel recovers with one position {offset, epoch} in since');
+          }
+        }
+        const isNew = !client.subs.has(pattern);
         hub.subscribe(client, pattern, frame.presence === true, verdict === 'filter');
-        return {};
+        // The reply goes first, then what the subscription catches up on (missed, retained), then what is newer.
+        const finish = (o: SubscribeOutcome): undefined => {
+          this.reply('subscribe', frame.id, o.reply);
+          o.deliver();
+          return undefined;
+        };
+        const outcome = hub.catchUp(client, pattern, since as Parameters<Hub['catchUp']>[2]);
+        if (!(outcome instanceof Promise)) return finish(outcome);
+        return outcome.then(finish, (err: unknown) => {
+          if (isNew) hub.unsubscribe(client, pattern);
+          throw err;
+        });
       }
+      case 'history': {
+        checkChannel(channelNameError(frame.channel, this.config.max_channel_length), 'history');
+        if (!perms.can(client, 'history', frame.channel)) throw new HubbubError(ErrorCode.Forbidden, `history: not allowed on ${frame.channel}`);
+        return hub.history(frame.channel, { since: frame.since, limit: frame.limit, reverse: frame.reverse }).then((page) => {
+          if (!page) throw new HubbubError(ErrorCode.NotFound, `history: channel ${frame.channel} keeps no history (its namespace has no history_size)`);
+          return historyReply(page.publications, page.position);
+        });
+      }
+      case 'ack':
+        return hub.ack(client, frame.ids).then((acked) => ({ acked }));
       case 'unsubscribe': {
         checkChannel(patternError(frame.channel, this.config.max_channel_length), 'unsubscribe');
         if (!hub.unsubscribe(client, frame.channel)) {
@@ -228,11 +261,15 @@ export class Session {
       case 'publish': {
         checkChannel(channelNameError(frame.channel, this.config.max_channel_length), 'publish');
         if (!perms.can(client, 'publish', frame.channel)) throw new HubbubError(ErrorCode.Forbidden, `publish: not allowed on ${frame.channel}`);
-        return settle(hub.publish(frame.channel, payload, frame.kind ?? DEFAULT_KIND, client.info()), () => ({}));
+        return settleOutcome(hub.publish(frame.channel, payload, frame.kind ?? DEFAULT_KIND, client.info(), frame.retain === true), (o) =>
+          o.offset === undefined ? {} : { offset: o.offset, epoch: o.epoch },
+        );
       }
       case 'send':
         if (!this.config.allow_client_send) throw new HubbubError(ErrorCode.Forbidden, 'send: direct messages from clients are disabled on this server');
-        return settle(hub.send(frame.to, payload, frame.kind ?? DEFAULT_KIND, client.info()), delivered);
+        return settleOutcome(hub.send(frame.to, payload, frame.kind ?? DEFAULT_KIND, client.info(), frame.persist === true), (o) =>
+          o.id === undefined ? { delivered: o.delivered ?? 0 } : { delivered: o.delivered ?? 0, id: o.id },
+        );
       case 'broadcast':
         if (!this.config.allow_client_broadcast) throw new HubbubError(ErrorCode.Forbidden, 'broadcast: broadcasts from clients are disabled on this server');
         return settle(hub.broadcast(payload, frame.kind ?? DEFAULT_KIND, client.info()), delivered);
@@ -310,7 +347,18 @@ export class Session {
     client.channels = identity.channels;
     client.claims = identity.info;
     this.scheduleExpiry(identity.expiresAt);
-    if (!wasAuthenticated) this.enforceUserLimit(hello !== undefined);
+    if (!wasAuthenticated) {
+      this.enforceUserLimit(hello !== undefined);
+      this.deliverStored();
+    }
+  }
+
+  /** Once the connection has a user: the user's stored direct messages, after the hello reply. */
+  private deliverStored(): void {
+    setImmediate(() => {
+      if (this.closed) return;
+      this.hub.deliverStored(this.client).catch((err: unknown) => this.log.error({ err }, 'could not deliver stored messages'));
+    });
   }
 
   private refresh(token: string): Promise<object> {
@@ -416,6 +464,19 @@ export class Session {
       this.error(id, ErrorCode.Internal, 'internal error');
     }
   }
+}
+
+function settleOutcome<O, T>(result: O | Promise<O>, map: (o: O) => T): T | Promise<T> {
+  return result instanceof Promise ? result.then(map) : map(result);
+}
+
+/** A history reply: payloads serialise to their JSON form (or protobuf bytes), bytes marked base64 in JSON. */
+function historyReply(publications: StoredPublication[], position: StreamPosition): ReplyData['history'] {
+  return {
+    publications: publications.map((p) => ({ offset: p.offset, data: p.payload as unknown as Data, ...(p.payload.binary && { encoding: 'base64' as const }), kind: p.kind, from: p.from, ts: p.ts })),
+    offset: position.offset,
+    epoch: position.epoch,
+  };
 }
 
 /** Map a broker result to reply data, staying synchronous when the broker was (replies then keep request order). */

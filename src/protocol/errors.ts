@@ -31,6 +31,8 @@ export const ErrorCode = {
   Internal: 'internal',
   /** A transfer ended without its last chunk: a chunk was refused (CRC-32, order, size), the sender cancelled it or disconnected. */
   TransferAborted: 'transfer_aborted',
+  /** Storing a direct message would exceed the recipient's limits (max_stored_messages, max_stored_bytes). */
+  QuotaExceeded: 'quota_exceeded',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -48,6 +50,7 @@ export const httpStatusOf: Record<ErrorCode, number> = {
   unavailable: 503,
   internal: 500,
   transfer_aborted: 400,
+  quota_exceeded: 507,
 };
 
 /** An error that carries a catalogue code; thrown inside handlers and turned into an `error` frame or HTTP body. */

@@ -41,6 +41,12 @@ export interface ClientListEntry extends ClientInfo {
   info?: Json;
 }
 
+/** A position in a channel's stream: the last offset seen, in an epoch. */
+export interface StreamPosition {
+  offset: number;
+  epoch: string;
+}
+
 /** Addresses a direct message: one connection, or every connection of a user. */
 export type DirectTarget = { client: string } | { user: string };
 
@@ -66,6 +72,8 @@ export interface EchoFrame extends Req<'echo'> {
 export interface SubscribeFrame extends Req<'subscribe'> {
   channel: string;
   presence?: boolean;
+  /** Recover from here: a position for a channel, a map channel → position for a pattern. */
+  since?: StreamPosition | Record<string, StreamPosition>;
 }
 export interface UnsubscribeFrame extends Req<'unsubscribe'> {
   channel: string;
@@ -75,12 +83,25 @@ export interface PublishFrame extends Req<'publish'> {
   data: Data;
   encoding?: DataEncoding;
   kind?: string;
+  /** Also keep this publication as the channel's retained message (data null clears it). */
+  retain?: boolean;
 }
 export interface SendFrame extends Req<'send'> {
   to: DirectTarget;
   data: Data;
   encoding?: DataEncoding;
   kind?: string;
+  /** Store the message until one of the user's connections acknowledges it (`to` must be a user). */
+  persist?: boolean;
+}
+export interface HistoryFrame extends Req<'history'> {
+  channel: string;
+  since?: StreamPosition;
+  limit?: number;
+  reverse?: boolean;
+}
+export interface AckFrame extends Req<'ack'> {
+  ids: string[];
 }
 export interface BroadcastFrame extends Req<'broadcast'> {
   data: Data;
@@ -149,7 +170,9 @@ export type ClientFrame =
   | ClientsFrame
   | RefreshFrame
   | ChunkFrame
-  | AbortFrame;
+  | AbortFrame
+  | HistoryFrame
+  | AckFrame;
 
 export type ClientFrameType = ClientFrame['type'];
 
@@ -158,16 +181,28 @@ export type ClientFrameType = ClientFrame['type'];
 export interface ReplyData {
   hello: { client: string; user?: string; name?: string; expires_at?: number };
   echo: { data: Data; encoding?: DataEncoding };
-  subscribe: Record<string, never>;
+  subscribe: { recovered?: boolean; offset?: number; epoch?: string; positions?: Record<string, StreamPosition> };
   unsubscribe: Record<string, never>;
-  publish: Record<string, never>;
-  send: { delivered: number };
+  publish: { offset?: number; epoch?: string };
+  send: { delivered: number; id?: string };
   broadcast: { delivered: number };
   presence: { channel: string; clients: ClientListEntry[] };
   clients: { count: number; clients: ClientListEntry[] };
   refresh: { user: string; expires_at?: number };
   chunk: { delivered: number };
   abort: Record<string, never>;
+  history: { publications: HistoryPublication[]; offset: number; epoch: string };
+  ack: { acked: number };
+}
+
+/** A publication in a history reply. */
+export interface HistoryPublication {
+  offset: number;
+  data: Data;
+  encoding?: DataEncoding;
+  kind: string;
+  from: Sender;
+  ts: number;
 }
 
 // ---- server → client -------------------------------------------------------------------------
@@ -221,6 +256,11 @@ export interface MessageFrame {
   kind: string;
   from: Sender;
   ts: number;
+  /** Channels with history: the publication's place in the stream. */
+  offset?: number;
+  epoch?: string;
+  /** The channel's retained message, sent on subscribe. */
+  retained?: boolean;
   transfer?: TransferInfo;
 }
 export interface DirectFrame {
@@ -230,6 +270,10 @@ export interface DirectFrame {
   kind: string;
   from: Sender;
   ts: number;
+  /** A stored (persist) message: acknowledge it with `ack`. */
+  id?: string;
+  /** Delivered from storage (the user was offline, or had not acknowledged it). */
+  stored?: boolean;
   transfer?: TransferInfo;
 }
 export interface BroadcastPushFrame {

@@ -12,6 +12,11 @@ export const MAX_NAME_LENGTH = 128;
 export const MAX_ID_LENGTH = 128;
 
 export const MAX_TRANSFER_ID_LENGTH = 128;
+/** Most channels in one recovery map (`since` of a pattern subscription). */
+export const MAX_SINCE_CHANNELS = 1000;
+/** Most ids in one ack. */
+export const MAX_ACK_IDS = 1000;
+export const MAX_HISTORY_LIMIT = 1000;
 export const MAX_FILE_NAME_LENGTH = 255;
 
 /** A parsed client frame; `payload` is set for frames that carry one (echo, publish, send, broadcast, chunk). */
@@ -61,10 +66,12 @@ const validators: Record<ClientFrameType, Validator[]> = {
   hello: [(f) => optStr(f, 'name', MAX_NAME_LENGTH), (f) => optStr(f, 'version', MAX_NAME_LENGTH), (f) => optStr(f, 'token', 16384), (f) => optStr(f, 'user', 255)],
   ping: [],
   echo: [needData, encoding],
-  subscribe: [needChannel, (f) => (f.presence === undefined || typeof f.presence === 'boolean' ? undefined : 'presence must be a boolean')],
+  subscribe: [needChannel, (f) => optBool(f, 'presence'), since],
   unsubscribe: [needChannel],
-  publish: [needChannel, needData, encoding, kind],
-  send: [target, needData, encoding, kind],
+  publish: [needChannel, needData, encoding, kind, (f) => optBool(f, 'retain')],
+  send: [target, needData, encoding, kind, (f) => optBool(f, 'persist'), (f) => (f.persist === true && (f.to as Fields).user === undefined ? 'persist needs a user target ({"user": id}): stored messages wait for a user, not a connection' : undefined)],
+  history: [needChannel, (f) => (f.since === undefined ? undefined : position(f.since, 'since')), (f) => uint(f, 'limit', MAX_HISTORY_LIMIT, false), (f) => optBool(f, 'reverse')],
+  ack: [(f) => (Array.isArray(f.ids) && f.ids.length > 0 && f.ids.length <= MAX_ACK_IDS && f.ids.every((i) => isStr(i) && i.length <= MAX_ID_LENGTH) ? undefined : `ids must be a list of 1 to ${MAX_ACK_IDS} message ids (strings)`)],
   broadcast: [needData, encoding, kind],
   presence: [needChannel],
   clients: [],
@@ -85,6 +92,30 @@ const validators: Record<ClientFrameType, Validator[]> = {
   ],
   abort: [transferId, (f) => optStr(f, 'code', 64), (f) => optStr(f, 'message', 1024)],
 };
+
+/** A stream position `{offset, epoch}`. */
+function position(v: unknown, what: string): string | undefined {
+  const p = v as Fields;
+  if (typeof p !== 'object' || p === null || Array.isArray(p)) return `${what} must be {"offset": n, "epoch": "…"}`;
+  if (typeof p.offset !== 'number' || !Number.isSafeInteger(p.offset) || p.offset < 0) return `${what}.offset must be a non-negative integer`;
+  if (!isStr(p.epoch) || p.epoch.length > 64) return `${what}.epoch must be a string of at most 64 characters`;
+  return undefined;
+}
+
+/** `since` of a subscribe: a position, or a map channel → position (checked against the pattern by the session). */
+function since(f: Fields): string | undefined {
+  const s = f.since as Fields | undefined;
+  if (s === undefined) return undefined;
+  if (typeof s !== 'object' || s === null || Array.isArray(s)) return 'since must be a position {"offset", "epoch"} or a map of channel to position';
+  if ('offset' in s || 'epoch' in s) return position(s, 'since');
+  const entries = Object.entries(s);
+  if (entries.length > MAX_SINCE_CHANNELS) return `since may name at most ${MAX_SINCE_CHANNELS} channels`;
+  for (const [channel, p] of entries) {
+    const problem = position(p, `since["${channel.slice(0, 64)}"]`);
+    if (problem) return problem;
+  }
+  return undefined;
+}
 
 function transferId(f: Fields): string | undefined {
   return isStr(f.transfer) && f.transfer.length > 0 && f.transfer.length <= MAX_TRANSFER_ID_LENGTH ? undefined : `transfer must be a non-empty string of at most ${MAX_TRANSFER_ID_LENGTH} characters`;

@@ -6,7 +6,7 @@
  */
 import { create, fromBinary, toBinary, type MessageInitShape } from '@bufbuild/protobuf';
 import { ErrorCode } from './errors.js';
-import type { ClientFrame, ClientFrameType, ClientInfo, ClientListEntry, Data, DirectTarget, FrameId, Json, Sender, ServerFrame } from './frames.js';
+import type { ClientFrame, ClientFrameType, ClientInfo, ClientListEntry, Data, DirectTarget, FrameId, Json, Sender, ServerFrame, StreamPosition } from './frames.js';
 import { fieldsError, isClientFrameType, type ParseResult } from './json-codec.js';
 import { Payload } from './payload.js';
 import * as pb from './gen/hubbub_pb.js';
@@ -66,6 +66,13 @@ function writeString(out: OutBuffer, o: number, tag: number, s: string, len: num
   return o + out.utf8Write(s, o);
 }
 
+/** What a `message` frame may carry beyond a publication: its place in the stream, and the retained flag. */
+export interface MessageExtras {
+  offset?: number;
+  epoch?: string;
+  retained?: boolean;
+}
+
 /** Encoded Sender messages, per sender object: a client's info object is reused for all it sends. */
 const senderBytes = new WeakMap<Sender, Uint8Array>();
 
@@ -83,15 +90,20 @@ function encodeSender(from: Sender): Uint8Array {
  * the protobuf hot path. Gives exactly the bytes of `encodeServerFrame` (fields in number order,
  * proto3 defaults omitted) in a fraction of the time. Needs Node's Buffer (the server has it).
  */
-export function encodeMessageFrame(channel: string, pattern: string, payload: Payload, kind: string, from: Sender, ts: number): Uint8Array {
-  if (!fastPath || !NodeBuffer) return encodeServerFrame({ type: 'message', channel, pattern, data: null, kind, from, ts }, { payload });
+export function encodeMessageFrame(channel: string, pattern: string, payload: Payload, kind: string, from: Sender, ts: number, stream?: MessageExtras): Uint8Array {
+  if (!fastPath || !NodeBuffer) return encodeServerFrame({ type: 'message', channel, pattern, data: null, kind, from, ts, ...stream }, { payload });
   const data = payload.protoData();
   const json = !payload.binary;
   const sender = encodeSender(from);
   const chLen = NodeBuffer.byteLength(channel, 'utf8');
   const patLen = channel === pattern ? chLen : NodeBuffer.byteLength(pattern, 'utf8');
   const kindLen = NodeBuffer.byteLength(kind, 'utf8');
+  const offset = stream?.offset;
+  const epoch = stream?.epoch;
+  const epochLen = epoch === undefined ? -1 : NodeBuffer.byteLength(epoch, 'utf8');
+  const streamLen = (offset === undefined ? 0 : 1 + varintLength(offset)) + (epochLen < 0 ? 0 : fieldLength(epochLen)) + (stream?.retained ? 2 : 0);
   const msgLen =
+    streamLen +
     (chLen > 0 ? fieldLength(chLen) : 0) +
     (patLen > 0 ? fieldLength(patLen) : 0) +
     (data.length > 0 ? fieldLength(data.length) : 0) +
@@ -121,7 +133,16 @@ export function encodeMessageFrame(channel: string, pattern: string, payload: Pa
   o += sender.length;
   if (ts > 0) {
     out[o++] = 7 << 3;
-    writeVarint(out, o, ts);
+    o = writeVarint(out, o, ts);
+  }
+  if (offset !== undefined) {
+    out[o++] = 8 << 3; // optional: written even when 0
+    o = writeVarint(out, o, offset);
+  }
+  if (epochLen >= 0) o = writeString(out, o, (9 << 3) | 2, epoch!, epochLen);
+  if (stream?.retained) {
+    out[o++] = 10 << 3;
+    out[o++] = 1;
   }
   return out;
 }
@@ -159,6 +180,19 @@ function entryFromProto(e: pb.ClientListEntry): ClientListEntry {
   const entry: ClientListEntry = { ...clientInfoFromProto(e), connected_at: Number(e.connectedAt) };
   if (e.info !== undefined) entry.info = JSON.parse(e.info) as Json;
   return entry;
+}
+
+const positionToProto = (p: StreamPosition): MessageInitShape<typeof pb.PositionSchema> => ({ offset: BigInt(p.offset), epoch: p.epoch });
+const positionFromProto = (p: pb.Position): StreamPosition => ({ offset: Number(p.offset), epoch: p.epoch });
+function positionsToProto(m: Record<string, StreamPosition>): Record<string, MessageInitShape<typeof pb.PositionSchema>> {
+  const out: Record<string, MessageInitShape<typeof pb.PositionSchema>> = {};
+  for (const [k, v] of Object.entries(m)) out[k] = positionToProto(v);
+  return out;
+}
+function positionsFromProto(m: Record<string, pb.Position>): Record<string, StreamPosition> {
+  const out: Record<string, StreamPosition> = {};
+  for (const [k, v] of Object.entries(m)) out[k] = positionFromProto(v);
+  return out;
 }
 
 const targetToProto = (to: DirectTarget | undefined): MessageInitShape<typeof pb.TargetSchema> | undefined =>
@@ -208,14 +242,32 @@ function clientFrameToProto(f: ClientFrame): FrameInit {
       return { frame: { case: 'ping', value: { id } } };
     case 'echo':
       return { frame: { case: 'echo', value: { id, ...dataToProto(f.data) } } };
-    case 'subscribe':
-      return { frame: { case: 'subscribe', value: { id, channel: f.channel, presence: f.presence === true } } };
+    case 'subscribe': {
+      const since = f.since as Fields | undefined;
+      const single = since !== undefined && ('offset' in since || 'epoch' in since);
+      return {
+        frame: {
+          case: 'subscribe',
+          value: {
+            id,
+            channel: f.channel,
+            presence: f.presence === true,
+            since: single ? positionToProto(since as unknown as StreamPosition) : undefined,
+            sinceChannels: since !== undefined && !single ? positionsToProto(since as Record<string, StreamPosition>) : {},
+          },
+        },
+      };
+    }
     case 'unsubscribe':
       return { frame: { case: 'unsubscribe', value: { id, channel: f.channel } } };
     case 'publish':
-      return { frame: { case: 'publish', value: { id, channel: f.channel, kind: f.kind, ...dataToProto(f.data) } } };
+      return { frame: { case: 'publish', value: { id, channel: f.channel, kind: f.kind, retain: f.retain === true, ...dataToProto(f.data) } } };
     case 'send':
-      return { frame: { case: 'send', value: { id, to: targetToProto(f.to), kind: f.kind, ...dataToProto(f.data) } } };
+      return { frame: { case: 'send', value: { id, to: targetToProto(f.to), kind: f.kind, persist: f.persist === true, ...dataToProto(f.data) } } };
+    case 'history':
+      return { frame: { case: 'history', value: { id, channel: f.channel, since: f.since ? positionToProto(f.since) : undefined, limit: f.limit, reverse: f.reverse === true } } };
+    case 'ack':
+      return { frame: { case: 'ack', value: { id, ids: f.ids } } };
     case 'broadcast':
       return { frame: { case: 'broadcast', value: { id, kind: f.kind, ...dataToProto(f.data) } } };
     case 'presence':
@@ -299,8 +351,17 @@ export function decodeClientFrame(bytes: Uint8Array): ParseResult {
     case 'clients':
       f = {};
       break;
-    case 'subscribe':
-      f = { channel: c.value.channel, presence: c.value.presence || undefined };
+    case 'subscribe': {
+      const map = c.value.sinceChannels;
+      const since = c.value.since ? positionFromProto(c.value.since) : Object.keys(map).length > 0 ? positionsFromProto(map) : undefined;
+      f = { channel: c.value.channel, presence: c.value.presence || undefined, since };
+      break;
+    }
+    case 'history':
+      f = { channel: c.value.channel, since: c.value.since ? positionFromProto(c.value.since) : undefined, limit: c.value.limit, reverse: c.value.reverse || undefined };
+      break;
+    case 'ack':
+      f = { ids: c.value.ids };
       break;
     case 'unsubscribe':
     case 'presence':
@@ -314,11 +375,11 @@ export function decodeClientFrame(bytes: Uint8Array): ParseResult {
       payload = payloadFromProto(c.value.data, c.value.json);
       break;
     case 'publish':
-      f = { channel: c.value.channel, data: c.value.data, kind: c.value.kind };
+      f = { channel: c.value.channel, data: c.value.data, kind: c.value.kind, retain: c.value.retain || undefined };
       payload = payloadFromProto(c.value.data, c.value.json);
       break;
     case 'send':
-      f = { to: targetFromProto(c.value.to), data: c.value.data, kind: c.value.kind };
+      f = { to: targetFromProto(c.value.to), data: c.value.data, kind: c.value.kind, persist: c.value.persist || undefined };
       payload = payloadFromProto(c.value.data, c.value.json);
       break;
     case 'broadcast':
@@ -370,9 +431,14 @@ function serverFrameToProto(f: ServerFrame, payload: Payload | undefined, reques
     case 'error':
       return { frame: { case: 'error', value: { id: protoId(f.id), code: f.code, message: f.message } } };
     case 'message':
-      return { frame: { case: 'message', value: { channel: f.channel, pattern: f.pattern, kind: f.kind, from: senderToProto(f.from), ts: BigInt(f.ts), ...dataToProto(payload ?? f.data) } } };
+      return {
+        frame: {
+          case: 'message',
+          value: { channel: f.channel, pattern: f.pattern, kind: f.kind, from: senderToProto(f.from), ts: BigInt(f.ts), offset: big(f.offset), epoch: f.epoch, retained: f.retained === true, ...dataToProto(payload ?? f.data) },
+        },
+      };
     case 'direct':
-      return { frame: { case: 'direct', value: { kind: f.kind, from: senderToProto(f.from), ts: BigInt(f.ts), ...dataToProto(payload ?? f.data) } } };
+      return { frame: { case: 'direct', value: { kind: f.kind, from: senderToProto(f.from), ts: BigInt(f.ts), id: f.id, stored: f.stored === true, ...dataToProto(payload ?? f.data) } } };
     case 'broadcast':
       return { frame: { case: 'broadcast', value: { kind: f.kind, from: senderToProto(f.from), ts: BigInt(f.ts), ...dataToProto(payload ?? f.data) } } };
     case 'join':
@@ -394,16 +460,38 @@ function replyToProto(id: number, request: ClientFrameType | undefined, d: Field
     case 'send':
     case 'broadcast':
     case 'chunk':
-      return { id, data: { case: request, value: { delivered: (d.delivered as number) ?? 0 } } };
+      return { id, data: { case: request, value: { delivered: (d.delivered as number) ?? 0, id: d.id as string | undefined } } };
+    case 'subscribe':
+      return {
+        id,
+        data: {
+          case: 'subscribe',
+          value: { recovered: d.recovered as boolean | undefined, offset: big(d.offset as number | undefined), epoch: d.epoch as string | undefined, positions: d.positions ? positionsToProto(d.positions as Record<string, StreamPosition>) : {} },
+        },
+      };
+    case 'publish':
+      return { id, data: { case: 'publish', value: { offset: big(d.offset as number | undefined), epoch: d.epoch as string | undefined } } };
+    case 'history':
+      return {
+        id,
+        data: {
+          case: 'history',
+          value: {
+            offset: BigInt(d.offset as number),
+            epoch: d.epoch as string,
+            publications: (d.publications as { offset: number; data: Payload; kind: string; from: Sender; ts: number }[]).map((p) => ({ offset: BigInt(p.offset), kind: p.kind, from: senderToProto(p.from), ts: BigInt(p.ts), ...dataToProto(p.data) })),
+          },
+        },
+      };
+    case 'ack':
+      return { id, data: { case: 'ack', value: { acked: d.acked as number } } };
     case 'presence':
       return { id, data: { case: 'presence', value: { channel: d.channel as string, clients: (d.clients as ClientListEntry[]).map(entryToProto) } } };
     case 'clients':
       return { id, data: { case: 'clients', value: { count: d.count as number, clients: (d.clients as ClientListEntry[]).map(entryToProto) } } };
     case 'refresh':
       return { id, data: { case: 'refresh', value: { user: d.user as string, expiresAt: big(d.expires_at as number | undefined) } } };
-    case 'subscribe':
     case 'unsubscribe':
-    case 'publish':
     case 'abort':
       return { id, data: { case: request, value: {} } };
     default:
@@ -427,9 +515,19 @@ export function decodeServerFrame(bytes: Uint8Array): ServerFrame {
       return withId({ type: 'error' as const, code: c.value.code, message: c.value.message }, c.value.id);
     case 'message': {
       const m = c.value;
-      return { type: 'message', channel: m.channel, pattern: m.pattern, data: dataFromProto(m.data, m.json), kind: m.kind, from: senderFromProto(m.from) ?? { server: true }, ts: Number(m.ts) };
+      const frame: ServerFrame = { type: 'message', channel: m.channel, pattern: m.pattern, data: dataFromProto(m.data, m.json), kind: m.kind, from: senderFromProto(m.from) ?? { server: true }, ts: Number(m.ts) };
+      if (m.offset !== undefined) frame.offset = Number(m.offset);
+      if (m.epoch !== undefined) frame.epoch = m.epoch;
+      if (m.retained) frame.retained = true;
+      return frame;
     }
-    case 'direct':
+    case 'direct': {
+      const m = c.value;
+      const frame: ServerFrame = { type: 'direct', data: dataFromProto(m.data, m.json), kind: m.kind, from: senderFromProto(m.from) ?? { server: true }, ts: Number(m.ts) };
+      if (m.id !== undefined) frame.id = m.id;
+      if (m.stored) frame.stored = true;
+      return frame;
+    }
     case 'broadcast': {
       const m = c.value;
       return { type: c.case, data: dataFromProto(m.data, m.json), kind: m.kind ?? '', from: senderFromProto(m.from) ?? { server: true }, ts: Number(m.ts) };
@@ -456,7 +554,24 @@ function replyFromProto(r: pb.Reply): unknown {
     case 'send':
     case 'broadcast':
     case 'chunk':
-      return { delivered: d.value.delivered };
+      return defined({ delivered: d.value.delivered, id: d.value.id });
+    case 'subscribe':
+      return defined({
+        recovered: d.value.recovered,
+        offset: d.value.offset === undefined ? undefined : Number(d.value.offset),
+        epoch: d.value.epoch,
+        positions: Object.keys(d.value.positions).length > 0 ? positionsFromProto(d.value.positions) : undefined,
+      });
+    case 'publish':
+      return defined({ offset: d.value.offset === undefined ? undefined : Number(d.value.offset), epoch: d.value.epoch });
+    case 'history':
+      return {
+        offset: Number(d.value.offset),
+        epoch: d.value.epoch,
+        publications: d.value.publications.map((p) => ({ offset: Number(p.offset), data: dataFromProto(p.data, p.json), kind: p.kind, from: senderFromProto(p.from) ?? { server: true }, ts: Number(p.ts) })),
+      };
+    case 'ack':
+      return { acked: d.value.acked };
     case 'presence':
       return { channel: d.value.channel, clients: d.value.clients.map(entryFromProto) };
     case 'clients':

@@ -22,7 +22,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file hubbub.proto.
  */
 export const file_hubbub: GenFile = /*@__PURE__*/
-  fileDesc("CgxodWJidWIucHJvdG8SCWh1YmJ1Yi52MSKuBgoFRnJhbWUSIQoFaGVsbG8YASABKAsyEC5odWJidWIudjEuSGVsbG9IABIfCgRwaW5nGAIgASgLMg8uaHViYnViLnYxLlBpbmdIABIfCgRlY2hvGAMgASgLMg8uaHViYnViLnYxLkVjaG9IABIpCglzdWJzY3JpYmUYBCABKAsyFC5odWJidWIudjEuU3Vic2NyaWJlSAASLQoLdW5zdWJzY3JpYmUYBSABKAsyFi5odWJidWIudjEuVW5zdWJzY3JpYmVIABIlCgdwdWJsaXNoGAYgASgLMhIuaHViYnViLnYxLlB1Ymxpc2hIABIfCgRzZW5kGAcgASgLMg8uaHViYnViLnYxLlNlbmRIABIpCglicm9hZGNhc3QYCCABKAsyFC5odWJidWIudjEuQnJvYWRjYXN0SAASJwoIcHJlc2VuY2UYCSABKAsyEy5odWJidWIudjEuUHJlc2VuY2VIABIlCgdjbGllbnRzGAogASgLMhIuaHViYnViLnYxLkNsaWVudHNIABIlCgdyZWZyZXNoGAsgASgLMhIuaHViYnViLnYxLlJlZnJlc2hIABIhCgVjaHVuaxgMIAEoCzIQLmh1YmJ1Yi52MS5DaHVua0gAEiEKBWFib3J0GA0gASgLMhAuaHViYnViLnYxLkFib3J0SAASJQoHbWVzc2FnZRgOIAEoCzISLmh1YmJ1Yi52MS5NZXNzYWdlSAASIwoGZGlyZWN0GA8gASgLMhEuaHViYnViLnYxLkRpcmVjdEgAEiUKB3dlbGNvbWUYECABKAsyEi5odWJidWIudjEuV2VsY29tZUgAEiEKBXJlcGx5GBEgASgLMhAuaHViYnViLnYxLlJlcGx5SAASHwoEcG9uZxgSIAEoCzIPLmh1YmJ1Yi52MS5Qb25nSAASIQoFZXJyb3IYEyABKAsyEC5odWJidWIudjEuRXJyb3JIABIoCgRqb2luGBQgASgLMhguaHViYnViLnYxLlByZXNlbmNlRXZlbnRIABIpCgVsZWF2ZRgVIAEoCzIYLmh1YmJ1Yi52MS5QcmVzZW5jZUV2ZW50SABCBwoFZnJhbWUiVAoKQ2xpZW50SW5mbxIOCgZjbGllbnQYASABKAkSEQoEdXNlchgCIAEoCUgAiAEBEhEKBG5hbWUYAyABKAlIAYgBAUIHCgVfdXNlckIHCgVfbmFtZSJgCgZTZW5kZXISDgoGY2xpZW50GAEgASgJEhEKBHVzZXIYAiABKAlIAIgBARIRCgRuYW1lGAMgASgJSAGIAQESDgoGc2VydmVyGAQgASgIQgcKBV91c2VyQgcKBV9uYW1lIosBCg9DbGllbnRMaXN0RW50cnkSDgoGY2xpZW50GAEgASgJEhEKBHVzZXIYAiABKAlIAIgBARIRCgRuYW1lGAMgASgJSAGIAQESFAoMY29ubmVjdGVkX2F0GAQgASgEEhEKBGluZm8YBSABKAlIAogBAUIHCgVfdXNlckIHCgVfbmFtZUIHCgVfaW5mbyI0CgZUYXJnZXQSEAoGY2xpZW50GAEgASgJSAASDgoEdXNlchgCIAEoCUgAQggKBnRhcmdldCKXAQoFSGVsbG8SDwoCaWQYASABKA1IAIgBARIRCgRuYW1lGAIgASgJSAGIAQESFAoHdmVyc2lvbhgDIAEoCUgCiAEBEhIKBXRva2VuGAQgASgJSAOIAQESEQoEdXNlchgFIAEoCUgEiAEBQgUKA19pZEIHCgVfbmFtZUIKCghfdmVyc2lvbkIICgZfdG9rZW5CBwoFX3VzZXIiHgoEUGluZxIPCgJpZBgBIAEoDUgAiAEBQgUKA19pZCI6CgRFY2hvEg8KAmlkGAEgASgNSACIAQESDAoEZGF0YRgCIAEoDBIMCgRqc29uGAMgASgIQgUKA19pZCJGCglTdWJzY3JpYmUSDwoCaWQYASABKA1IAIgBARIPCgdjaGFubmVsGAIgASgJEhAKCHByZXNlbmNlGAMgASgIQgUKA19pZCI2CgtVbnN1YnNjcmliZRIPCgJpZBgBIAEoDUgAiAEBEg8KB2NoYW5uZWwYAiABKAlCBQoDX2lkImoKB1B1Ymxpc2gSDwoCaWQYASABKA1IAIgBARIPCgdjaGFubmVsGAIgASgJEgwKBGRhdGEYAyABKAwSDAoEanNvbhgEIAEoCBIRCgRraW5kGAUgASgJSAGIAQFCBQoDX2lkQgcKBV9raW5kInUKBFNlbmQSDwoCaWQYASABKA1IAIgBARIdCgJ0bxgCIAEoCzIRLmh1YmJ1Yi52MS5UYXJnZXQSDAoEZGF0YRgDIAEoDBIMCgRqc29uGAQgASgIEhEKBGtpbmQYBSABKAlIAYgBAUIFCgNfaWRCBwoFX2tpbmQiiAEKCUJyb2FkY2FzdBIPCgJpZBgBIAEoDUgAiAEBEgwKBGRhdGEYAiABKAwSDAoEanNvbhgDIAEoCBIRCgRraW5kGAQgASgJSAGIAQESHwoEZnJvbRgFIAEoCzIRLmh1YmJ1Yi52MS5TZW5kZXISCgoCdHMYBiABKARCBQoDX2lkQgcKBV9raW5kIjMKCFByZXNlbmNlEg8KAmlkGAEgASgNSACIAQESDwoHY2hhbm5lbBgCIAEoCUIFCgNfaWQiIQoHQ2xpZW50cxIPCgJpZBgBIAEoDUgAiAEBQgUKA19pZCIwCgdSZWZyZXNoEg8KAmlkGAEgASgNSACIAQESDQoFdG9rZW4YAiABKAlCBQoDX2lkIpsDCgVDaHVuaxIPCgJpZBgBIAEoDUgAiAEBEhAKCHRyYW5zZmVyGAIgASgJEgsKA3NlcRgDIAEoDRIMCgRsYXN0GAQgASgIEgwKBGRhdGEYBSABKAwSCwoDY3JjGAYgASgNEhgKC2NvbXByZXNzaW9uGAcgASgJSAGIAQESFAoHY2hhbm5lbBgIIAEoCUgCiAEBEh0KAnRvGAkgASgLMhEuaHViYnViLnYxLlRhcmdldBIRCgRraW5kGAogASgJSAOIAQESEQoEbmFtZRgLIAEoCUgEiAEBEhEKBHNpemUYDCABKARIBYgBARIWCgl0b3RhbF9jcmMYDSABKA1IBogBARIUCgdwYXR0ZXJuGA4gASgJSAeIAQESHwoEZnJvbRgPIAEoCzIRLmh1YmJ1Yi52MS5TZW5kZXISCgoCdHMYECABKARCBQoDX2lkQg4KDF9jb21wcmVzc2lvbkIKCghfY2hhbm5lbEIHCgVfa2luZEIHCgVfbmFtZUIHCgVfc2l6ZUIMCgpfdG90YWxfY3JjQgoKCF9wYXR0ZXJuIpMBCgVBYm9ydBIPCgJpZBgBIAEoDUgAiAEBEhAKCHRyYW5zZmVyGAIgASgJEgwKBGNvZGUYAyABKAkSDwoHbWVzc2FnZRgEIAEoCRIfCgRmcm9tGAUgASgLMhEuaHViYnViLnYxLlNlbmRlchIUCgdjaGFubmVsGAYgASgJSAGIAQFCBQoDX2lkQgoKCF9jaGFubmVsIsEBCgdXZWxjb21lEg4KBmNsaWVudBgBIAEoCRIOCgZzZXJ2ZXIYAiABKAkSDwoHdmVyc2lvbhgDIAEoCRIQCghwcm90b2NvbBgEIAEoDRIRCgloZWFydGJlYXQYBSABKA0SGAoQbWF4X21lc3NhZ2Vfc2l6ZRgGIAEoDRIZChFtYXhfdHJhbnNmZXJfc2l6ZRgHIAEoBBIUCgxtZXNzYWdlX3JhdGUYCCABKA0SFQoNbWVzc2FnZV9idXJzdBgJIAEoDSIHCgVFbXB0eSJ8CgpIZWxsb1JlcGx5Eg4KBmNsaWVudBgBIAEoCRIRCgR1c2VyGAIgASgJSACIAQESEQoEbmFtZRgDIAEoCUgBiAEBEhcKCmV4cGlyZXNfYXQYBCABKARIAogBAUIHCgVfdXNlckIHCgVfbmFtZUINCgtfZXhwaXJlc19hdCInCglFY2hvUmVwbHkSDAoEZGF0YRgBIAEoDBIMCgRqc29uGAIgASgIIiMKDkRlbGl2ZXJlZFJlcGx5EhEKCWRlbGl2ZXJlZBgBIAEoDSJNCg1QcmVzZW5jZVJlcGx5Eg8KB2NoYW5uZWwYASABKAkSKwoHY2xpZW50cxgCIAMoCzIaLmh1YmJ1Yi52MS5DbGllbnRMaXN0RW50cnkiSgoMQ2xpZW50c1JlcGx5Eg0KBWNvdW50GAEgASgNEisKB2NsaWVudHMYAiADKAsyGi5odWJidWIudjEuQ2xpZW50TGlzdEVudHJ5IkQKDFJlZnJlc2hSZXBseRIMCgR1c2VyGAEgASgJEhcKCmV4cGlyZXNfYXQYAiABKARIAIgBAUINCgtfZXhwaXJlc19hdCKOBAoFUmVwbHkSCgoCaWQYASABKA0SJgoFaGVsbG8YAiABKAsyFS5odWJidWIudjEuSGVsbG9SZXBseUgAEiQKBGVjaG8YAyABKAsyFC5odWJidWIudjEuRWNob1JlcGx5SAASJQoJc3Vic2NyaWJlGAQgASgLMhAuaHViYnViLnYxLkVtcHR5SAASJwoLdW5zdWJzY3JpYmUYBSABKAsyEC5odWJidWIudjEuRW1wdHlIABIjCgdwdWJsaXNoGAYgASgLMhAuaHViYnViLnYxLkVtcHR5SAASKQoEc2VuZBgHIAEoCzIZLmh1YmJ1Yi52MS5EZWxpdmVyZWRSZXBseUgAEi4KCWJyb2FkY2FzdBgIIAEoCzIZLmh1YmJ1Yi52MS5EZWxpdmVyZWRSZXBseUgAEiwKCHByZXNlbmNlGAkgASgLMhguaHViYnViLnYxLlByZXNlbmNlUmVwbHlIABIqCgdjbGllbnRzGAogASgLMhcuaHViYnViLnYxLkNsaWVudHNSZXBseUgAEioKB3JlZnJlc2gYCyABKAsyFy5odWJidWIudjEuUmVmcmVzaFJlcGx5SAASKgoFY2h1bmsYDCABKAsyGS5odWJidWIudjEuRGVsaXZlcmVkUmVwbHlIABIhCgVhYm9ydBgNIAEoCzIQLmh1YmJ1Yi52MS5FbXB0eUgAQgYKBGRhdGEiKgoEUG9uZxIPCgJpZBgBIAEoDUgAiAEBEgoKAnRzGAIgASgEQgUKA19pZCI+CgVFcnJvchIPCgJpZBgBIAEoDUgAiAEBEgwKBGNvZGUYAiABKAkSDwoHbWVzc2FnZRgDIAEoCUIFCgNfaWQiggEKB01lc3NhZ2USDwoHY2hhbm5lbBgBIAEoCRIPCgdwYXR0ZXJuGAIgASgJEgwKBGRhdGEYAyABKAwSDAoEanNvbhgEIAEoCBIMCgRraW5kGAUgASgJEh8KBGZyb20YBiABKAsyES5odWJidWIudjEuU2VuZGVyEgoKAnRzGAcgASgEIl8KBkRpcmVjdBIMCgRkYXRhGAEgASgMEgwKBGpzb24YAiABKAgSDAoEa2luZBgDIAEoCRIfCgRmcm9tGAQgASgLMhEuaHViYnViLnYxLlNlbmRlchIKCgJ0cxgFIAEoBCJHCg1QcmVzZW5jZUV2ZW50Eg8KB2NoYW5uZWwYASABKAkSJQoGY2xpZW50GAIgASgLMhUuaHViYnViLnYxLkNsaWVudEluZm9iBnByb3RvMw");
+  fileDesc("CgxodWJidWIucHJvdG8SCWh1YmJ1Yi52MSL0BgoFRnJhbWUSIQoFaGVsbG8YASABKAsyEC5odWJidWIudjEuSGVsbG9IABIfCgRwaW5nGAIgASgLMg8uaHViYnViLnYxLlBpbmdIABIfCgRlY2hvGAMgASgLMg8uaHViYnViLnYxLkVjaG9IABIpCglzdWJzY3JpYmUYBCABKAsyFC5odWJidWIudjEuU3Vic2NyaWJlSAASLQoLdW5zdWJzY3JpYmUYBSABKAsyFi5odWJidWIudjEuVW5zdWJzY3JpYmVIABIlCgdwdWJsaXNoGAYgASgLMhIuaHViYnViLnYxLlB1Ymxpc2hIABIfCgRzZW5kGAcgASgLMg8uaHViYnViLnYxLlNlbmRIABIpCglicm9hZGNhc3QYCCABKAsyFC5odWJidWIudjEuQnJvYWRjYXN0SAASJwoIcHJlc2VuY2UYCSABKAsyEy5odWJidWIudjEuUHJlc2VuY2VIABIlCgdjbGllbnRzGAogASgLMhIuaHViYnViLnYxLkNsaWVudHNIABIlCgdyZWZyZXNoGAsgASgLMhIuaHViYnViLnYxLlJlZnJlc2hIABIhCgVjaHVuaxgMIAEoCzIQLmh1YmJ1Yi52MS5DaHVua0gAEiEKBWFib3J0GA0gASgLMhAuaHViYnViLnYxLkFib3J0SAASJQoHbWVzc2FnZRgOIAEoCzISLmh1YmJ1Yi52MS5NZXNzYWdlSAASIwoGZGlyZWN0GA8gASgLMhEuaHViYnViLnYxLkRpcmVjdEgAEiUKB3dlbGNvbWUYECABKAsyEi5odWJidWIudjEuV2VsY29tZUgAEiEKBXJlcGx5GBEgASgLMhAuaHViYnViLnYxLlJlcGx5SAASHwoEcG9uZxgSIAEoCzIPLmh1YmJ1Yi52MS5Qb25nSAASIQoFZXJyb3IYEyABKAsyEC5odWJidWIudjEuRXJyb3JIABIoCgRqb2luGBQgASgLMhguaHViYnViLnYxLlByZXNlbmNlRXZlbnRIABIpCgVsZWF2ZRgVIAEoCzIYLmh1YmJ1Yi52MS5QcmVzZW5jZUV2ZW50SAASJQoHaGlzdG9yeRgWIAEoCzISLmh1YmJ1Yi52MS5IaXN0b3J5SAASHQoDYWNrGBcgASgLMg4uaHViYnViLnYxLkFja0gAQgcKBWZyYW1lIlQKCkNsaWVudEluZm8SDgoGY2xpZW50GAEgASgJEhEKBHVzZXIYAiABKAlIAIgBARIRCgRuYW1lGAMgASgJSAGIAQFCBwoFX3VzZXJCBwoFX25hbWUiYAoGU2VuZGVyEg4KBmNsaWVudBgBIAEoCRIRCgR1c2VyGAIgASgJSACIAQESEQoEbmFtZRgDIAEoCUgBiAEBEg4KBnNlcnZlchgEIAEoCEIHCgVfdXNlckIHCgVfbmFtZSKLAQoPQ2xpZW50TGlzdEVudHJ5Eg4KBmNsaWVudBgBIAEoCRIRCgR1c2VyGAIgASgJSACIAQESEQoEbmFtZRgDIAEoCUgBiAEBEhQKDGNvbm5lY3RlZF9hdBgEIAEoBBIRCgRpbmZvGAUgASgJSAKIAQFCBwoFX3VzZXJCBwoFX25hbWVCBwoFX2luZm8iKQoIUG9zaXRpb24SDgoGb2Zmc2V0GAEgASgEEg0KBWVwb2NoGAIgASgJIjQKBlRhcmdldBIQCgZjbGllbnQYASABKAlIABIOCgR1c2VyGAIgASgJSABCCAoGdGFyZ2V0IpcBCgVIZWxsbxIPCgJpZBgBIAEoDUgAiAEBEhEKBG5hbWUYAiABKAlIAYgBARIUCgd2ZXJzaW9uGAMgASgJSAKIAQESEgoFdG9rZW4YBCABKAlIA4gBARIRCgR1c2VyGAUgASgJSASIAQFCBQoDX2lkQgcKBV9uYW1lQgoKCF92ZXJzaW9uQggKBl90b2tlbkIHCgVfdXNlciIeCgRQaW5nEg8KAmlkGAEgASgNSACIAQFCBQoDX2lkIjoKBEVjaG8SDwoCaWQYASABKA1IAIgBARIMCgRkYXRhGAIgASgMEgwKBGpzb24YAyABKAhCBQoDX2lkIvYBCglTdWJzY3JpYmUSDwoCaWQYASABKA1IAIgBARIPCgdjaGFubmVsGAIgASgJEhAKCHByZXNlbmNlGAMgASgIEiIKBXNpbmNlGAQgASgLMhMuaHViYnViLnYxLlBvc2l0aW9uEj8KDnNpbmNlX2NoYW5uZWxzGAUgAygLMicuaHViYnViLnYxLlN1YnNjcmliZS5TaW5jZUNoYW5uZWxzRW50cnkaSQoSU2luY2VDaGFubmVsc0VudHJ5EgsKA2tleRgBIAEoCRIiCgV2YWx1ZRgCIAEoCzITLmh1YmJ1Yi52MS5Qb3NpdGlvbjoCOAFCBQoDX2lkIjYKC1Vuc3Vic2NyaWJlEg8KAmlkGAEgASgNSACIAQESDwoHY2hhbm5lbBgCIAEoCUIFCgNfaWQiegoHUHVibGlzaBIPCgJpZBgBIAEoDUgAiAEBEg8KB2NoYW5uZWwYAiABKAkSDAoEZGF0YRgDIAEoDBIMCgRqc29uGAQgASgIEhEKBGtpbmQYBSABKAlIAYgBARIOCgZyZXRhaW4YBiABKAhCBQoDX2lkQgcKBV9raW5kIoYBCgRTZW5kEg8KAmlkGAEgASgNSACIAQESHQoCdG8YAiABKAsyES5odWJidWIudjEuVGFyZ2V0EgwKBGRhdGEYAyABKAwSDAoEanNvbhgEIAEoCBIRCgRraW5kGAUgASgJSAGIAQESDwoHcGVyc2lzdBgGIAEoCEIFCgNfaWRCBwoFX2tpbmQiiAEKCUJyb2FkY2FzdBIPCgJpZBgBIAEoDUgAiAEBEgwKBGRhdGEYAiABKAwSDAoEanNvbhgDIAEoCBIRCgRraW5kGAQgASgJSAGIAQESHwoEZnJvbRgFIAEoCzIRLmh1YmJ1Yi52MS5TZW5kZXISCgoCdHMYBiABKARCBQoDX2lkQgcKBV9raW5kIjMKCFByZXNlbmNlEg8KAmlkGAEgASgNSACIAQESDwoHY2hhbm5lbBgCIAEoCUIFCgNfaWQiIQoHQ2xpZW50cxIPCgJpZBgBIAEoDUgAiAEBQgUKA19pZCIwCgdSZWZyZXNoEg8KAmlkGAEgASgNSACIAQESDQoFdG9rZW4YAiABKAlCBQoDX2lkIoUBCgdIaXN0b3J5Eg8KAmlkGAEgASgNSACIAQESDwoHY2hhbm5lbBgCIAEoCRIiCgVzaW5jZRgDIAEoCzITLmh1YmJ1Yi52MS5Qb3NpdGlvbhISCgVsaW1pdBgEIAEoDUgBiAEBEg8KB3JldmVyc2UYBSABKAhCBQoDX2lkQggKBl9saW1pdCIqCgNBY2sSDwoCaWQYASABKA1IAIgBARILCgNpZHMYAiADKAlCBQoDX2lkIpsDCgVDaHVuaxIPCgJpZBgBIAEoDUgAiAEBEhAKCHRyYW5zZmVyGAIgASgJEgsKA3NlcRgDIAEoDRIMCgRsYXN0GAQgASgIEgwKBGRhdGEYBSABKAwSCwoDY3JjGAYgASgNEhgKC2NvbXByZXNzaW9uGAcgASgJSAGIAQESFAoHY2hhbm5lbBgIIAEoCUgCiAEBEh0KAnRvGAkgASgLMhEuaHViYnViLnYxLlRhcmdldBIRCgRraW5kGAogASgJSAOIAQESEQoEbmFtZRgLIAEoCUgEiAEBEhEKBHNpemUYDCABKARIBYgBARIWCgl0b3RhbF9jcmMYDSABKA1IBogBARIUCgdwYXR0ZXJuGA4gASgJSAeIAQESHwoEZnJvbRgPIAEoCzIRLmh1YmJ1Yi52MS5TZW5kZXISCgoCdHMYECABKARCBQoDX2lkQg4KDF9jb21wcmVzc2lvbkIKCghfY2hhbm5lbEIHCgVfa2luZEIHCgVfbmFtZUIHCgVfc2l6ZUIMCgpfdG90YWxfY3JjQgoKCF9wYXR0ZXJuIpMBCgVBYm9ydBIPCgJpZBgBIAEoDUgAiAEBEhAKCHRyYW5zZmVyGAIgASgJEgwKBGNvZGUYAyABKAkSDwoHbWVzc2FnZRgEIAEoCRIfCgRmcm9tGAUgASgLMhEuaHViYnViLnYxLlNlbmRlchIUCgdjaGFubmVsGAYgASgJSAGIAQFCBQoDX2lkQgoKCF9jaGFubmVsIsEBCgdXZWxjb21lEg4KBmNsaWVudBgBIAEoCRIOCgZzZXJ2ZXIYAiABKAkSDwoHdmVyc2lvbhgDIAEoCRIQCghwcm90b2NvbBgEIAEoDRIRCgloZWFydGJlYXQYBSABKA0SGAoQbWF4X21lc3NhZ2Vfc2l6ZRgGIAEoDRIZChFtYXhfdHJhbnNmZXJfc2l6ZRgHIAEoBBIUCgxtZXNzYWdlX3JhdGUYCCABKA0SFQoNbWVzc2FnZV9idXJzdBgJIAEoDSIHCgVFbXB0eSJ8CgpIZWxsb1JlcGx5Eg4KBmNsaWVudBgBIAEoCRIRCgR1c2VyGAIgASgJSACIAQESEQoEbmFtZRgDIAEoCUgBiAEBEhcKCmV4cGlyZXNfYXQYBCABKARIAogBAUIHCgVfdXNlckIHCgVfbmFtZUINCgtfZXhwaXJlc19hdCInCglFY2hvUmVwbHkSDAoEZGF0YRgBIAEoDBIMCgRqc29uGAIgASgIIjsKDkRlbGl2ZXJlZFJlcGx5EhEKCWRlbGl2ZXJlZBgBIAEoDRIPCgJpZBgCIAEoCUgAiAEBQgUKA19pZCL4AQoOU3Vic2NyaWJlUmVwbHkSFgoJcmVjb3ZlcmVkGAEgASgISACIAQESEwoGb2Zmc2V0GAIgASgESAGIAQESEgoFZXBvY2gYAyABKAlIAogBARI7Cglwb3NpdGlvbnMYBCADKAsyKC5odWJidWIudjEuU3Vic2NyaWJlUmVwbHkuUG9zaXRpb25zRW50cnkaRQoOUG9zaXRpb25zRW50cnkSCwoDa2V5GAEgASgJEiIKBXZhbHVlGAIgASgLMhMuaHViYnViLnYxLlBvc2l0aW9uOgI4AUIMCgpfcmVjb3ZlcmVkQgkKB19vZmZzZXRCCAoGX2Vwb2NoIkwKDFB1Ymxpc2hSZXBseRITCgZvZmZzZXQYASABKARIAIgBARISCgVlcG9jaBgCIAEoCUgBiAEBQgkKB19vZmZzZXRCCAoGX2Vwb2NoInsKEkhpc3RvcnlQdWJsaWNhdGlvbhIOCgZvZmZzZXQYASABKAQSDAoEZGF0YRgCIAEoDBIMCgRqc29uGAMgASgIEgwKBGtpbmQYBCABKAkSHwoEZnJvbRgFIAEoCzIRLmh1YmJ1Yi52MS5TZW5kZXISCgoCdHMYBiABKAQiYgoMSGlzdG9yeVJlcGx5EjMKDHB1YmxpY2F0aW9ucxgBIAMoCzIdLmh1YmJ1Yi52MS5IaXN0b3J5UHVibGljYXRpb24SDgoGb2Zmc2V0GAIgASgEEg0KBWVwb2NoGAMgASgJIhkKCEFja1JlcGx5Eg0KBWFja2VkGAEgASgNIk0KDVByZXNlbmNlUmVwbHkSDwoHY2hhbm5lbBgBIAEoCRIrCgdjbGllbnRzGAIgAygLMhouaHViYnViLnYxLkNsaWVudExpc3RFbnRyeSJKCgxDbGllbnRzUmVwbHkSDQoFY291bnQYASABKA0SKwoHY2xpZW50cxgCIAMoCzIaLmh1YmJ1Yi52MS5DbGllbnRMaXN0RW50cnkiRAoMUmVmcmVzaFJlcGx5EgwKBHVzZXIYASABKAkSFwoKZXhwaXJlc19hdBgCIAEoBEgAiAEBQg0KC19leHBpcmVzX2F0Iu4ECgVSZXBseRIKCgJpZBgBIAEoDRImCgVoZWxsbxgCIAEoCzIVLmh1YmJ1Yi52MS5IZWxsb1JlcGx5SAASJAoEZWNobxgDIAEoCzIULmh1YmJ1Yi52MS5FY2hvUmVwbHlIABIuCglzdWJzY3JpYmUYBCABKAsyGS5odWJidWIudjEuU3Vic2NyaWJlUmVwbHlIABInCgt1bnN1YnNjcmliZRgFIAEoCzIQLmh1YmJ1Yi52MS5FbXB0eUgAEioKB3B1Ymxpc2gYBiABKAsyFy5odWJidWIudjEuUHVibGlzaFJlcGx5SAASKQoEc2VuZBgHIAEoCzIZLmh1YmJ1Yi52MS5EZWxpdmVyZWRSZXBseUgAEi4KCWJyb2FkY2FzdBgIIAEoCzIZLmh1YmJ1Yi52MS5EZWxpdmVyZWRSZXBseUgAEiwKCHByZXNlbmNlGAkgASgLMhguaHViYnViLnYxLlByZXNlbmNlUmVwbHlIABIqCgdjbGllbnRzGAogASgLMhcuaHViYnViLnYxLkNsaWVudHNSZXBseUgAEioKB3JlZnJlc2gYCyABKAsyFy5odWJidWIudjEuUmVmcmVzaFJlcGx5SAASKgoFY2h1bmsYDCABKAsyGS5odWJidWIudjEuRGVsaXZlcmVkUmVwbHlIABIhCgVhYm9ydBgNIAEoCzIQLmh1YmJ1Yi52MS5FbXB0eUgAEioKB2hpc3RvcnkYDiABKAsyFy5odWJidWIudjEuSGlzdG9yeVJlcGx5SAASIgoDYWNrGA8gASgLMhMuaHViYnViLnYxLkFja1JlcGx5SABCBgoEZGF0YSIqCgRQb25nEg8KAmlkGAEgASgNSACIAQESCgoCdHMYAiABKARCBQoDX2lkIj4KBUVycm9yEg8KAmlkGAEgASgNSACIAQESDAoEY29kZRgCIAEoCRIPCgdtZXNzYWdlGAMgASgJQgUKA19pZCLSAQoHTWVzc2FnZRIPCgdjaGFubmVsGAEgASgJEg8KB3BhdHRlcm4YAiABKAkSDAoEZGF0YRgDIAEoDBIMCgRqc29uGAQgASgIEgwKBGtpbmQYBSABKAkSHwoEZnJvbRgGIAEoCzIRLmh1YmJ1Yi52MS5TZW5kZXISCgoCdHMYByABKAQSEwoGb2Zmc2V0GAggASgESACIAQESEgoFZXBvY2gYCSABKAlIAYgBARIQCghyZXRhaW5lZBgKIAEoCEIJCgdfb2Zmc2V0QggKBl9lcG9jaCKHAQoGRGlyZWN0EgwKBGRhdGEYASABKAwSDAoEanNvbhgCIAEoCBIMCgRraW5kGAMgASgJEh8KBGZyb20YBCABKAsyES5odWJidWIudjEuU2VuZGVyEgoKAnRzGAUgASgEEg8KAmlkGAYgASgJSACIAQESDgoGc3RvcmVkGAcgASgIQgUKA19pZCJHCg1QcmVzZW5jZUV2ZW50Eg8KB2NoYW5uZWwYASABKAkSJQoGY2xpZW50GAIgASgLMhUuaHViYnViLnYxLkNsaWVudEluZm9iBnByb3RvMw");
 
 /**
  * @generated from message hubbub.v1.Frame
@@ -161,6 +161,18 @@ export type Frame = Message$1<"hubbub.v1.Frame"> & {
      */
     value: PresenceEvent;
     case: "leave";
+  } | {
+    /**
+     * @generated from field: hubbub.v1.History history = 22;
+     */
+    value: History;
+    case: "history";
+  } | {
+    /**
+     * @generated from field: hubbub.v1.Ack ack = 23;
+     */
+    value: Ack;
+    case: "ack";
   } | { case: undefined; value?: undefined };
 };
 
@@ -274,6 +286,30 @@ export const ClientListEntrySchema: GenMessage<ClientListEntry> = /*@__PURE__*/
   messageDesc(file_hubbub, 3);
 
 /**
+ * A position in a channel's stream (channels with history).
+ *
+ * @generated from message hubbub.v1.Position
+ */
+export type Position = Message$1<"hubbub.v1.Position"> & {
+  /**
+   * @generated from field: uint64 offset = 1;
+   */
+  offset: bigint;
+
+  /**
+   * @generated from field: string epoch = 2;
+   */
+  epoch: string;
+};
+
+/**
+ * Describes the message hubbub.v1.Position.
+ * Use `create(PositionSchema)` to create a new message.
+ */
+export const PositionSchema: GenMessage<Position> = /*@__PURE__*/
+  messageDesc(file_hubbub, 4);
+
+/**
  * A direct message's destination: one connection, or every connection of a user.
  *
  * @generated from message hubbub.v1.Target
@@ -302,7 +338,7 @@ export type Target = Message$1<"hubbub.v1.Target"> & {
  * Use `create(TargetSchema)` to create a new message.
  */
 export const TargetSchema: GenMessage<Target> = /*@__PURE__*/
-  messageDesc(file_hubbub, 4);
+  messageDesc(file_hubbub, 5);
 
 /**
  * @generated from message hubbub.v1.Hello
@@ -339,7 +375,7 @@ export type Hello = Message$1<"hubbub.v1.Hello"> & {
  * Use `create(HelloSchema)` to create a new message.
  */
 export const HelloSchema: GenMessage<Hello> = /*@__PURE__*/
-  messageDesc(file_hubbub, 5);
+  messageDesc(file_hubbub, 6);
 
 /**
  * @generated from message hubbub.v1.Ping
@@ -356,7 +392,7 @@ export type Ping = Message$1<"hubbub.v1.Ping"> & {
  * Use `create(PingSchema)` to create a new message.
  */
 export const PingSchema: GenMessage<Ping> = /*@__PURE__*/
-  messageDesc(file_hubbub, 6);
+  messageDesc(file_hubbub, 7);
 
 /**
  * @generated from message hubbub.v1.Echo
@@ -383,7 +419,7 @@ export type Echo = Message$1<"hubbub.v1.Echo"> & {
  * Use `create(EchoSchema)` to create a new message.
  */
 export const EchoSchema: GenMessage<Echo> = /*@__PURE__*/
-  messageDesc(file_hubbub, 7);
+  messageDesc(file_hubbub, 8);
 
 /**
  * @generated from message hubbub.v1.Subscribe
@@ -403,6 +439,19 @@ export type Subscribe = Message$1<"hubbub.v1.Subscribe"> & {
    * @generated from field: bool presence = 3;
    */
   presence: boolean;
+
+  /**
+   * Recovery: JSON's `since` is a position for a channel, a map of positions for a pattern; here
+   * the first is `since`, the second `since_channels`.
+   *
+   * @generated from field: hubbub.v1.Position since = 4;
+   */
+  since?: Position | undefined;
+
+  /**
+   * @generated from field: map<string, hubbub.v1.Position> since_channels = 5;
+   */
+  sinceChannels: { [key: string]: Position };
 };
 
 /**
@@ -410,7 +459,7 @@ export type Subscribe = Message$1<"hubbub.v1.Subscribe"> & {
  * Use `create(SubscribeSchema)` to create a new message.
  */
 export const SubscribeSchema: GenMessage<Subscribe> = /*@__PURE__*/
-  messageDesc(file_hubbub, 8);
+  messageDesc(file_hubbub, 9);
 
 /**
  * @generated from message hubbub.v1.Unsubscribe
@@ -432,7 +481,7 @@ export type Unsubscribe = Message$1<"hubbub.v1.Unsubscribe"> & {
  * Use `create(UnsubscribeSchema)` to create a new message.
  */
 export const UnsubscribeSchema: GenMessage<Unsubscribe> = /*@__PURE__*/
-  messageDesc(file_hubbub, 9);
+  messageDesc(file_hubbub, 10);
 
 /**
  * @generated from message hubbub.v1.Publish
@@ -462,6 +511,11 @@ export type Publish = Message$1<"hubbub.v1.Publish"> & {
    * @generated from field: optional string kind = 5;
    */
   kind?: string | undefined;
+
+  /**
+   * @generated from field: bool retain = 6;
+   */
+  retain: boolean;
 };
 
 /**
@@ -469,7 +523,7 @@ export type Publish = Message$1<"hubbub.v1.Publish"> & {
  * Use `create(PublishSchema)` to create a new message.
  */
 export const PublishSchema: GenMessage<Publish> = /*@__PURE__*/
-  messageDesc(file_hubbub, 10);
+  messageDesc(file_hubbub, 11);
 
 /**
  * @generated from message hubbub.v1.Send
@@ -499,6 +553,11 @@ export type Send = Message$1<"hubbub.v1.Send"> & {
    * @generated from field: optional string kind = 5;
    */
   kind?: string | undefined;
+
+  /**
+   * @generated from field: bool persist = 6;
+   */
+  persist: boolean;
 };
 
 /**
@@ -506,7 +565,7 @@ export type Send = Message$1<"hubbub.v1.Send"> & {
  * Use `create(SendSchema)` to create a new message.
  */
 export const SendSchema: GenMessage<Send> = /*@__PURE__*/
-  messageDesc(file_hubbub, 11);
+  messageDesc(file_hubbub, 12);
 
 /**
  * A request from a client (id, data, json, kind) or a push from the server (data, json, kind, from, ts).
@@ -550,7 +609,7 @@ export type Broadcast = Message$1<"hubbub.v1.Broadcast"> & {
  * Use `create(BroadcastSchema)` to create a new message.
  */
 export const BroadcastSchema: GenMessage<Broadcast> = /*@__PURE__*/
-  messageDesc(file_hubbub, 12);
+  messageDesc(file_hubbub, 13);
 
 /**
  * @generated from message hubbub.v1.Presence
@@ -572,7 +631,7 @@ export type Presence = Message$1<"hubbub.v1.Presence"> & {
  * Use `create(PresenceSchema)` to create a new message.
  */
 export const PresenceSchema: GenMessage<Presence> = /*@__PURE__*/
-  messageDesc(file_hubbub, 13);
+  messageDesc(file_hubbub, 14);
 
 /**
  * @generated from message hubbub.v1.Clients
@@ -589,7 +648,7 @@ export type Clients = Message$1<"hubbub.v1.Clients"> & {
  * Use `create(ClientsSchema)` to create a new message.
  */
 export const ClientsSchema: GenMessage<Clients> = /*@__PURE__*/
-  messageDesc(file_hubbub, 14);
+  messageDesc(file_hubbub, 15);
 
 /**
  * @generated from message hubbub.v1.Refresh
@@ -611,7 +670,66 @@ export type Refresh = Message$1<"hubbub.v1.Refresh"> & {
  * Use `create(RefreshSchema)` to create a new message.
  */
 export const RefreshSchema: GenMessage<Refresh> = /*@__PURE__*/
-  messageDesc(file_hubbub, 15);
+  messageDesc(file_hubbub, 16);
+
+/**
+ * @generated from message hubbub.v1.History
+ */
+export type History = Message$1<"hubbub.v1.History"> & {
+  /**
+   * @generated from field: optional uint32 id = 1;
+   */
+  id?: number | undefined;
+
+  /**
+   * @generated from field: string channel = 2;
+   */
+  channel: string;
+
+  /**
+   * @generated from field: hubbub.v1.Position since = 3;
+   */
+  since?: Position | undefined;
+
+  /**
+   * @generated from field: optional uint32 limit = 4;
+   */
+  limit?: number | undefined;
+
+  /**
+   * @generated from field: bool reverse = 5;
+   */
+  reverse: boolean;
+};
+
+/**
+ * Describes the message hubbub.v1.History.
+ * Use `create(HistorySchema)` to create a new message.
+ */
+export const HistorySchema: GenMessage<History> = /*@__PURE__*/
+  messageDesc(file_hubbub, 17);
+
+/**
+ * @generated from message hubbub.v1.Ack
+ */
+export type Ack = Message$1<"hubbub.v1.Ack"> & {
+  /**
+   * @generated from field: optional uint32 id = 1;
+   */
+  id?: number | undefined;
+
+  /**
+   * @generated from field: repeated string ids = 2;
+   */
+  ids: string[];
+};
+
+/**
+ * Describes the message hubbub.v1.Ack.
+ * Use `create(AckSchema)` to create a new message.
+ */
+export const AckSchema: GenMessage<Ack> = /*@__PURE__*/
+  messageDesc(file_hubbub, 18);
 
 /**
  * One piece of a large payload (see "Transfers" in docs/protocol.md). From a sender it may carry an
@@ -716,7 +834,7 @@ export type Chunk = Message$1<"hubbub.v1.Chunk"> & {
  * Use `create(ChunkSchema)` to create a new message.
  */
 export const ChunkSchema: GenMessage<Chunk> = /*@__PURE__*/
-  messageDesc(file_hubbub, 16);
+  messageDesc(file_hubbub, 19);
 
 /**
  * A transfer ends without its last chunk: the sender gave up, or the server refused a chunk.
@@ -762,7 +880,7 @@ export type Abort = Message$1<"hubbub.v1.Abort"> & {
  * Use `create(AbortSchema)` to create a new message.
  */
 export const AbortSchema: GenMessage<Abort> = /*@__PURE__*/
-  messageDesc(file_hubbub, 17);
+  messageDesc(file_hubbub, 20);
 
 /**
  * @generated from message hubbub.v1.Welcome
@@ -821,7 +939,7 @@ export type Welcome = Message$1<"hubbub.v1.Welcome"> & {
  * Use `create(WelcomeSchema)` to create a new message.
  */
 export const WelcomeSchema: GenMessage<Welcome> = /*@__PURE__*/
-  messageDesc(file_hubbub, 18);
+  messageDesc(file_hubbub, 21);
 
 /**
  * @generated from message hubbub.v1.Empty
@@ -834,7 +952,7 @@ export type Empty = Message$1<"hubbub.v1.Empty"> & {
  * Use `create(EmptySchema)` to create a new message.
  */
 export const EmptySchema: GenMessage<Empty> = /*@__PURE__*/
-  messageDesc(file_hubbub, 19);
+  messageDesc(file_hubbub, 22);
 
 /**
  * @generated from message hubbub.v1.HelloReply
@@ -866,7 +984,7 @@ export type HelloReply = Message$1<"hubbub.v1.HelloReply"> & {
  * Use `create(HelloReplySchema)` to create a new message.
  */
 export const HelloReplySchema: GenMessage<HelloReply> = /*@__PURE__*/
-  messageDesc(file_hubbub, 20);
+  messageDesc(file_hubbub, 23);
 
 /**
  * @generated from message hubbub.v1.EchoReply
@@ -888,7 +1006,7 @@ export type EchoReply = Message$1<"hubbub.v1.EchoReply"> & {
  * Use `create(EchoReplySchema)` to create a new message.
  */
 export const EchoReplySchema: GenMessage<EchoReply> = /*@__PURE__*/
-  messageDesc(file_hubbub, 21);
+  messageDesc(file_hubbub, 24);
 
 /**
  * @generated from message hubbub.v1.DeliveredReply
@@ -898,6 +1016,13 @@ export type DeliveredReply = Message$1<"hubbub.v1.DeliveredReply"> & {
    * @generated from field: uint32 delivered = 1;
    */
   delivered: number;
+
+  /**
+   * send with persist: the stored message's id.
+   *
+   * @generated from field: optional string id = 2;
+   */
+  id?: string | undefined;
 };
 
 /**
@@ -905,7 +1030,147 @@ export type DeliveredReply = Message$1<"hubbub.v1.DeliveredReply"> & {
  * Use `create(DeliveredReplySchema)` to create a new message.
  */
 export const DeliveredReplySchema: GenMessage<DeliveredReply> = /*@__PURE__*/
-  messageDesc(file_hubbub, 22);
+  messageDesc(file_hubbub, 25);
+
+/**
+ * @generated from message hubbub.v1.SubscribeReply
+ */
+export type SubscribeReply = Message$1<"hubbub.v1.SubscribeReply"> & {
+  /**
+   * @generated from field: optional bool recovered = 1;
+   */
+  recovered?: boolean | undefined;
+
+  /**
+   * @generated from field: optional uint64 offset = 2;
+   */
+  offset?: bigint | undefined;
+
+  /**
+   * @generated from field: optional string epoch = 3;
+   */
+  epoch?: string | undefined;
+
+  /**
+   * @generated from field: map<string, hubbub.v1.Position> positions = 4;
+   */
+  positions: { [key: string]: Position };
+};
+
+/**
+ * Describes the message hubbub.v1.SubscribeReply.
+ * Use `create(SubscribeReplySchema)` to create a new message.
+ */
+export const SubscribeReplySchema: GenMessage<SubscribeReply> = /*@__PURE__*/
+  messageDesc(file_hubbub, 26);
+
+/**
+ * @generated from message hubbub.v1.PublishReply
+ */
+export type PublishReply = Message$1<"hubbub.v1.PublishReply"> & {
+  /**
+   * @generated from field: optional uint64 offset = 1;
+   */
+  offset?: bigint | undefined;
+
+  /**
+   * @generated from field: optional string epoch = 2;
+   */
+  epoch?: string | undefined;
+};
+
+/**
+ * Describes the message hubbub.v1.PublishReply.
+ * Use `create(PublishReplySchema)` to create a new message.
+ */
+export const PublishReplySchema: GenMessage<PublishReply> = /*@__PURE__*/
+  messageDesc(file_hubbub, 27);
+
+/**
+ * @generated from message hubbub.v1.HistoryPublication
+ */
+export type HistoryPublication = Message$1<"hubbub.v1.HistoryPublication"> & {
+  /**
+   * @generated from field: uint64 offset = 1;
+   */
+  offset: bigint;
+
+  /**
+   * @generated from field: bytes data = 2;
+   */
+  data: Uint8Array;
+
+  /**
+   * @generated from field: bool json = 3;
+   */
+  json: boolean;
+
+  /**
+   * @generated from field: string kind = 4;
+   */
+  kind: string;
+
+  /**
+   * @generated from field: hubbub.v1.Sender from = 5;
+   */
+  from?: Sender | undefined;
+
+  /**
+   * @generated from field: uint64 ts = 6;
+   */
+  ts: bigint;
+};
+
+/**
+ * Describes the message hubbub.v1.HistoryPublication.
+ * Use `create(HistoryPublicationSchema)` to create a new message.
+ */
+export const HistoryPublicationSchema: GenMessage<HistoryPublication> = /*@__PURE__*/
+  messageDesc(file_hubbub, 28);
+
+/**
+ * @generated from message hubbub.v1.HistoryReply
+ */
+export type HistoryReply = Message$1<"hubbub.v1.HistoryReply"> & {
+  /**
+   * @generated from field: repeated hubbub.v1.HistoryPublication publications = 1;
+   */
+  publications: HistoryPublication[];
+
+  /**
+   * @generated from field: uint64 offset = 2;
+   */
+  offset: bigint;
+
+  /**
+   * @generated from field: string epoch = 3;
+   */
+  epoch: string;
+};
+
+/**
+ * Describes the message hubbub.v1.HistoryReply.
+ * Use `create(HistoryReplySchema)` to create a new message.
+ */
+export const HistoryReplySchema: GenMessage<HistoryReply> = /*@__PURE__*/
+  messageDesc(file_hubbub, 29);
+
+/**
+ * @generated from message hubbub.v1.AckReply
+ */
+export type AckReply = Message$1<"hubbub.v1.AckReply"> & {
+  /**
+   * @generated from field: uint32 acked = 1;
+   */
+  acked: number;
+};
+
+/**
+ * Describes the message hubbub.v1.AckReply.
+ * Use `create(AckReplySchema)` to create a new message.
+ */
+export const AckReplySchema: GenMessage<AckReply> = /*@__PURE__*/
+  messageDesc(file_hubbub, 30);
 
 /**
  * @generated from message hubbub.v1.PresenceReply
@@ -927,7 +1192,7 @@ export type PresenceReply = Message$1<"hubbub.v1.PresenceReply"> & {
  * Use `create(PresenceReplySchema)` to create a new message.
  */
 export const PresenceReplySchema: GenMessage<PresenceReply> = /*@__PURE__*/
-  messageDesc(file_hubbub, 23);
+  messageDesc(file_hubbub, 31);
 
 /**
  * @generated from message hubbub.v1.ClientsReply
@@ -949,7 +1214,7 @@ export type ClientsReply = Message$1<"hubbub.v1.ClientsReply"> & {
  * Use `create(ClientsReplySchema)` to create a new message.
  */
 export const ClientsReplySchema: GenMessage<ClientsReply> = /*@__PURE__*/
-  messageDesc(file_hubbub, 24);
+  messageDesc(file_hubbub, 32);
 
 /**
  * @generated from message hubbub.v1.RefreshReply
@@ -971,7 +1236,7 @@ export type RefreshReply = Message$1<"hubbub.v1.RefreshReply"> & {
  * Use `create(RefreshReplySchema)` to create a new message.
  */
 export const RefreshReplySchema: GenMessage<RefreshReply> = /*@__PURE__*/
-  messageDesc(file_hubbub, 25);
+  messageDesc(file_hubbub, 33);
 
 /**
  * The answer to a request with an id; the case names the request type.
@@ -1001,9 +1266,9 @@ export type Reply = Message$1<"hubbub.v1.Reply"> & {
     case: "echo";
   } | {
     /**
-     * @generated from field: hubbub.v1.Empty subscribe = 4;
+     * @generated from field: hubbub.v1.SubscribeReply subscribe = 4;
      */
-    value: Empty;
+    value: SubscribeReply;
     case: "subscribe";
   } | {
     /**
@@ -1013,9 +1278,9 @@ export type Reply = Message$1<"hubbub.v1.Reply"> & {
     case: "unsubscribe";
   } | {
     /**
-     * @generated from field: hubbub.v1.Empty publish = 6;
+     * @generated from field: hubbub.v1.PublishReply publish = 6;
      */
-    value: Empty;
+    value: PublishReply;
     case: "publish";
   } | {
     /**
@@ -1059,6 +1324,18 @@ export type Reply = Message$1<"hubbub.v1.Reply"> & {
      */
     value: Empty;
     case: "abort";
+  } | {
+    /**
+     * @generated from field: hubbub.v1.HistoryReply history = 14;
+     */
+    value: HistoryReply;
+    case: "history";
+  } | {
+    /**
+     * @generated from field: hubbub.v1.AckReply ack = 15;
+     */
+    value: AckReply;
+    case: "ack";
   } | { case: undefined; value?: undefined };
 };
 
@@ -1067,7 +1344,7 @@ export type Reply = Message$1<"hubbub.v1.Reply"> & {
  * Use `create(ReplySchema)` to create a new message.
  */
 export const ReplySchema: GenMessage<Reply> = /*@__PURE__*/
-  messageDesc(file_hubbub, 26);
+  messageDesc(file_hubbub, 34);
 
 /**
  * @generated from message hubbub.v1.Pong
@@ -1089,7 +1366,7 @@ export type Pong = Message$1<"hubbub.v1.Pong"> & {
  * Use `create(PongSchema)` to create a new message.
  */
 export const PongSchema: GenMessage<Pong> = /*@__PURE__*/
-  messageDesc(file_hubbub, 27);
+  messageDesc(file_hubbub, 35);
 
 /**
  * @generated from message hubbub.v1.Error
@@ -1116,7 +1393,7 @@ export type Error = Message$1<"hubbub.v1.Error"> & {
  * Use `create(ErrorSchema)` to create a new message.
  */
 export const ErrorSchema: GenMessage<Error> = /*@__PURE__*/
-  messageDesc(file_hubbub, 28);
+  messageDesc(file_hubbub, 36);
 
 /**
  * @generated from message hubbub.v1.Message
@@ -1156,6 +1433,25 @@ export type Message = Message$1<"hubbub.v1.Message"> & {
    * @generated from field: uint64 ts = 7;
    */
   ts: bigint;
+
+  /**
+   * Channels with history: the publication's place in the stream.
+   *
+   * @generated from field: optional uint64 offset = 8;
+   */
+  offset?: bigint | undefined;
+
+  /**
+   * @generated from field: optional string epoch = 9;
+   */
+  epoch?: string | undefined;
+
+  /**
+   * Sent on subscribe as the channel's retained message.
+   *
+   * @generated from field: bool retained = 10;
+   */
+  retained: boolean;
 };
 
 /**
@@ -1163,7 +1459,7 @@ export type Message = Message$1<"hubbub.v1.Message"> & {
  * Use `create(MessageSchema)` to create a new message.
  */
 export const MessageSchema: GenMessage<Message> = /*@__PURE__*/
-  messageDesc(file_hubbub, 29);
+  messageDesc(file_hubbub, 37);
 
 /**
  * @generated from message hubbub.v1.Direct
@@ -1193,6 +1489,18 @@ export type Direct = Message$1<"hubbub.v1.Direct"> & {
    * @generated from field: uint64 ts = 5;
    */
   ts: bigint;
+
+  /**
+   * A stored (persist) message: acknowledge it with ack; stored = true when it comes from storage.
+   *
+   * @generated from field: optional string id = 6;
+   */
+  id?: string | undefined;
+
+  /**
+   * @generated from field: bool stored = 7;
+   */
+  stored: boolean;
 };
 
 /**
@@ -1200,7 +1508,7 @@ export type Direct = Message$1<"hubbub.v1.Direct"> & {
  * Use `create(DirectSchema)` to create a new message.
  */
 export const DirectSchema: GenMessage<Direct> = /*@__PURE__*/
-  messageDesc(file_hubbub, 30);
+  messageDesc(file_hubbub, 38);
 
 /**
  * @generated from message hubbub.v1.PresenceEvent
@@ -1222,5 +1530,5 @@ export type PresenceEvent = Message$1<"hubbub.v1.PresenceEvent"> & {
  * Use `create(PresenceEventSchema)` to create a new message.
  */
 export const PresenceEventSchema: GenMessage<PresenceEvent> = /*@__PURE__*/
-  messageDesc(file_hubbub, 31);
+  messageDesc(file_hubbub, 39);
 
