@@ -229,7 +229,10 @@ describe('invalid configuration', () => {
     for (const v of ACCESS) assert.doesNotThrow(() => new Permissions({ ns: { subscribe: v, publish: v, presence: v, history: v, user_channel: true } }));
     assert.doesNotThrow(() => new Permissions({ ns: { history_size: 100, history_ttl: '1h' } }));
     const rule = parseRule({ publish: 'none' }, 'x');
-    assert.deepEqual(rule, { subscribe: 'anonymous', publish: 'none', presence: 'anonymous', history: 'anonymous', user_channel: false });
+    assert.deepEqual(rule, { subscribe: 'anonymous', publish: 'none', presence: 'anonymous', history: 'anonymous', user_channel: false, history_size: 0, history_ttl: 0 });
+    assert.deepEqual(parseRule({ history_size: 100, history_ttl: '1h' }, 'x').history_ttl, 3_600_000);
+    assert.throws(() => parseRule({ history_ttl: '1h' }, 'x'), /needs history_size/);
+    assert.throws(() => parseRule({ history_size: -1 }, 'x'), /history_size/);
   });
 });
 

@@ -325,7 +325,7 @@ describe('protobuf: every frame type round-trips', () => {
     const s = await scene(t);
     const c = await s.proto();
     const sub = await c.request({ type: 'subscribe', channel: 'room/#' });
-    assert.deepEqual(replyOf(sub, 'subscribe'), { $typeName: 'hubbub.v1.Empty' });
+    assert.deepEqual(replyOf(sub, 'subscribe'), { $typeName: 'hubbub.v1.SubscribeReply', positions: {} });
     assert.deepEqual(sub.frame, { type: 'reply', id: 1, data: {} });
     replyOf(await c.request({ type: 'subscribe', channel: 'room/a', presence: true }), 'subscribe');
     replyOf(await c.request({ type: 'unsubscribe', channel: 'room/#' }), 'unsubscribe');
