@@ -3,7 +3,7 @@
  * subscriptions, automatic reconnection (exponential backoff, full jitter) and dead-server detection.
  * Runs in browsers (global WebSocket) and in Node (the `ws` package).
  */
-import { matchPattern, patternError } from '../protocol/channel.js';
+import { isWildcard, matchPattern, patternError } from '../protocol/channel.js';
 import { crc32 } from '../protocol/crc32.js';
 import { isTerminalCloseCode } from '../protocol/errors.js';
 import { encodeClientFrame, parseServerFrame } from '../protocol/json-codec.js';
@@ -22,6 +22,8 @@ import type {
   BroadcastPushFrame,
   PresenceEventFrame,
   ServerFrame,
+  Sender,
+  StreamPosition,
   WelcomeFrame,
   ErrorFrame,
 } from '../protocol/frames.js';
@@ -145,6 +147,10 @@ export interface HubbubClientOptions {
   clock?: Clock;
   /** Injected randomness for jitter (tests). */
   random?: () => number;
+  /** Acknowledge stored direct messages (those with an id) once the `direct` event has been emitted. Default true. */
+  autoAck?: boolean;
+  /** Ask to recover missed publications when resubscribing (channels with history). Default true. */
+  recover?: boolean;
 }
 
 /** Receives a message's data: a JSON value, or a Uint8Array for byte payloads (and completed transfers). */
@@ -185,6 +191,31 @@ export interface Subscription {
   unsubscribe(): Promise<void>;
 }
 
+export interface SubscribedInfo {
+  pattern: string;
+  /** True after a reconnect (a resubscription). */
+  resubscribed: boolean;
+  /** Set when recovery was asked for. */
+  recovered?: boolean;
+  /** A channel with history: its position now. */
+  offset?: number;
+  epoch?: string;
+  /** A pattern: the positions of the channels it asked to recover. */
+  positions?: Record<string, StreamPosition>;
+}
+
+/** What a publish gives back: on a channel with history, the publication's place in the stream. */
+export interface PublishResult {
+  offset?: number;
+  epoch?: string;
+}
+
+export interface HistoryResult {
+  publications: { offset: number; data: Data; kind: string; from: Sender; ts: number }[];
+  offset: number;
+  epoch: string;
+}
+
 export interface DisconnectInfo {
   code: number;
   reason: string;
@@ -201,6 +232,12 @@ export interface HubbubEvents {
   /** Errors the server sent for frames without id, refused resubscriptions, connection failures. */
   error: (err: HubbubError) => void;
   message: (message: MessageFrame) => void;
+  /**
+   * The server confirmed a subscription (also after each reconnect). `recovered` is set when the
+   * SDK asked to recover from its last positions: true means nothing was lost (the missed messages
+   * follow), false means the gap could not be filled and the application should reload its state.
+   */
+  subscribed: (info: SubscribedInfo) => void;
   direct: (message: DirectFrame) => void;
   broadcast: (message: BroadcastPushFrame) => void;
   join: (event: PresenceEventFrame) => void;
@@ -259,7 +296,7 @@ interface SubEntry {
 }
 
 type Resolved<O> = Required<
-  Pick<O, Extract<keyof O, 'requestTimeout' | 'maxQueuedRequests' | 'reconnect' | 'minReconnectDelay' | 'maxReconnectDelay' | 'maxReconnectAttempts' | 'connectTimeout' | 'pongTimeout' | 'autoPing' | 'refreshBefore' | 'encoding' | 'maxTransferSize' | 'transferTimeout'>>
+  Pick<O, Extract<keyof O, 'requestTimeout' | 'maxQueuedRequests' | 'reconnect' | 'minReconnectDelay' | 'maxReconnectDelay' | 'maxReconnectAttempts' | 'connectTimeout' | 'pongTimeout' | 'autoPing' | 'refreshBefore' | 'encoding' | 'maxTransferSize' | 'transferTimeout' | 'autoAck' | 'recover'>>
 >;
 
 const DEFAULTS: Resolved<HubbubClientOptions> = {
@@ -276,7 +313,12 @@ const DEFAULTS: Resolved<HubbubClientOptions> = {
   encoding: 'json',
   maxTransferSize: 64 * 1024 * 1024,
   transferTimeout: 60_000,
+  autoAck: true,
+  recover: true,
 };
+
+/** Ids of stored direct messages remembered to drop redeliveries. */
+const SEEN_IDS = 10_000;
 
 /** A transfer being received. */
 interface Incoming {
@@ -326,6 +368,11 @@ export class Hubbub extends Emitter<HubbubEvents> {
   private chunkPacer: TokenBucket | undefined;
   private pacerRate = -1;
   private readonly incoming = new Map<string, Incoming>();
+  /** The last position seen per channel with history: sent as `since` on resubscribe, and used to drop duplicates. */
+  private readonly positions = new Map<string, StreamPosition>();
+  private readonly seenIds = new Set<string>();
+  private ackQueue: string[] = [];
+  private ackTimer: unknown;
 
   constructor(
     readonly url: string,
@@ -380,6 +427,9 @@ export class Hubbub extends Emitter<HubbubEvents> {
       }
     }
     this.dropIncoming(); // their timers would keep a Node process alive for transferTimeout
+    this.clock.clearTimeout(this.ackTimer);
+    this.ackTimer = undefined;
+    this.ackQueue = [];
     this.failAll(new HubbubError('closed', 'the client was closed'));
     this.settleConnect(new HubbubError('closed', 'the client was closed before it connected'));
     if (wasConnected) this.emit('disconnected', { code, reason, willReconnect: false });
@@ -436,19 +486,42 @@ export class Hubbub extends Emitter<HubbubEvents> {
     return this.request<{ data: T }>({ type: 'echo', data }, options).then((r) => r.data);
   }
 
-  /** Publish to a channel. Bytes larger than `transferThreshold` go as a transfer (see `transfer`). */
-  async publish(channel: string, data: Data, options: { kind?: string; timeout?: number } = {}): Promise<void> {
-    if (data instanceof Uint8Array && data.length > this.transferThreshold()) {
+  /**
+   * Publish to a channel; on a channel with history it resolves once stored, with the offset. With
+   * `retain` the publication also becomes the channel's retained message (data null clears it).
+   * Bytes larger than `transferThreshold` go as a transfer (see `transfer`).
+   */
+  async publish(channel: string, data: Data, options: { kind?: string; retain?: boolean; timeout?: number } = {}): Promise<PublishResult> {
+    if (data instanceof Uint8Array && data.length > this.transferThreshold() && !options.retain) {
       await this.transfer({ channel }, data, { kind: options.kind, timeout: options.timeout });
-      return;
+      return {};
     }
-    await this.request({ type: 'publish', channel, data, ...(options.kind !== undefined ? { kind: options.kind } : {}) }, options);
+    return this.request<PublishResult>(
+      { type: 'publish', channel, data, ...(options.kind !== undefined && { kind: options.kind }), ...(options.retain && { retain: true }) },
+      options,
+    );
+  }
+
+  /** A page of a channel's history (publications after `since`, at most `limit`, oldest first unless `reverse`). */
+  history(channel: string, options: { since?: StreamPosition; limit?: number; reverse?: boolean; timeout?: number } = {}): Promise<HistoryResult> {
+    const { timeout, ...query } = options;
+    return this.request<HistoryResult>({ type: 'history', channel, ...defined(query) } as RequestFrame, { timeout });
+  }
+
+  /** Acknowledge stored direct messages by id (done automatically unless `autoAck: false`). */
+  ack(ids: string[], options?: { timeout?: number }): Promise<number> {
+    return this.request<{ acked: number }>({ type: 'ack', ids }, options).then((r) => r.acked);
+  }
+
+  /** The last position this client saw on a channel with history. */
+  position(channel: string): StreamPosition | undefined {
+    return this.positions.get(channel);
   }
 
   /** A direct message to one connection (`{client}`) or every connection of a user (`{user}`); resolves with the number delivered. */
-  async send(to: DirectTarget, data: Data, options: { kind?: string; timeout?: number } = {}): Promise<number> {
-    if (data instanceof Uint8Array && data.length > this.transferThreshold()) return (await this.transfer({ to }, data, { kind: options.kind, timeout: options.timeout })).delivered;
-    return this.request<{ delivered: number }>({ type: 'send', to, data, ...(options.kind !== undefined ? { kind: options.kind } : {}) }, options).then((r) => r.delivered);
+  async send(to: DirectTarget, data: Data, options: { kind?: string; persist?: boolean; timeout?: number } = {}): Promise<number> {
+    if (data instanceof Uint8Array && data.length > this.transferThreshold() && !options.persist) return (await this.transfer({ to }, data, { kind: options.kind, timeout: options.timeout })).delivered;
+    return this.request<{ delivered: number }>({ type: 'send', to, data, ...(options.kind !== undefined && { kind: options.kind }), ...(options.persist && { persist: true }) }, options).then((r) => r.delivered);
   }
 
   broadcast(data: Data, options: { kind?: string; timeout?: number } = {}): Promise<number> {
@@ -562,6 +635,27 @@ export class Hubbub extends Emitter<HubbubEvents> {
     while (!this.chunkPacer.take(this.clock.now())) {
       await new Promise<void>((resolve) => this.clock.setTimeout(resolve, Math.max(1, Math.ceil(2000 / rate))));
     }
+  }
+
+  private remember(id: string): void {
+    this.seenIds.add(id);
+    if (this.seenIds.size > SEEN_IDS) this.seenIds.delete(this.seenIds.values().next().value!);
+  }
+
+  /** Acks leave together, one frame per turn; a lost one is harmless (the message comes again, and is dropped as seen). */
+  private queueAck(id: string): void {
+    this.ackQueue.push(id);
+    this.scheduleAck();
+  }
+
+  private scheduleAck(): void {
+    if (this.ackTimer !== undefined) return;
+    this.ackTimer = this.clock.setTimeout(() => {
+      this.ackTimer = undefined;
+      const ids = this.ackQueue.splice(0, 1000); // the server takes at most 1000 ids per ack
+      if (this.ackQueue.length > 0) this.scheduleAck();
+      if (this._state === 'connected' && ids.length > 0) this.ack(ids).catch(() => {});
+    }, 0);
   }
 
   private receiveChunk(frame: ChunkFrame): void {
@@ -704,10 +798,44 @@ export class Hubbub extends Emitter<HubbubEvents> {
     entry.ready.catch(() => {}); // observed through `ready` or the `error` event; never an unhandled rejection
   }
 
+  /** The subscribe frame of an entry, with `since` from the positions seen, for recovery. */
+  private subscribeFrame(entry: SubEntry): RequestFrame {
+    return { type: 'subscribe', channel: entry.pattern, ...(entry.presence && { presence: true }), ...this.sinceFor(entry.pattern) } as RequestFrame;
+  }
+
+  private sinceFor(pattern: string): { since?: StreamPosition | Record<string, StreamPosition> } {
+    if (!this.options.recover) return {};
+    if (!isWildcard(pattern)) {
+      const p = this.positions.get(pattern);
+      return p ? { since: p } : {};
+    }
+    const map: Record<string, StreamPosition> = {};
+    let n = 0;
+    for (const [channel, p] of this.positions) {
+      if (n >= 1000) break; // the server's limit per subscribe
+      if (matchPattern(pattern, channel)) {
+        map[channel] = p;
+        n++;
+      }
+    }
+    return n > 0 ? { since: map } : {};
+  }
+
+  /** The subscribe reply: record positions, and tell the application whether recovery worked. */
+  private subscribed(pattern: string, reply: Omit<SubscribedInfo, 'pattern' | 'resubscribed'>, resubscribed: boolean): void {
+    // With recovered true the missed messages follow and move the position; otherwise start from the reply's.
+    if (reply.recovered !== true) {
+      if (reply.offset !== undefined && reply.epoch !== undefined && !isWildcard(pattern)) this.positions.set(pattern, { offset: reply.offset, epoch: reply.epoch });
+      if (reply.positions) for (const [channel, p] of Object.entries(reply.positions)) this.positions.set(channel, p);
+    }
+    this.emit('subscribed', { pattern, resubscribed, ...reply });
+  }
+
   private sendSubscribe(entry: SubEntry): Promise<void> {
-    return this.request({ type: 'subscribe', channel: entry.pattern, ...(entry.presence ? { presence: true } : {}) }).then(
-      () => {
+    return this.request<Omit<SubscribedInfo, 'pattern' | 'resubscribed'>>(this.subscribeFrame(entry)).then(
+      (reply) => {
         entry.confirm?.();
+        this.subscribed(entry.pattern, reply ?? {}, false);
       },
       (err: HubbubError) => {
         if (err.code === 'disconnected' || err.code === 'closed') return; // retried on reconnect
@@ -859,8 +987,11 @@ export class Hubbub extends Emitter<HubbubEvents> {
   private async restore(entries: SubEntry[], direct: <T>(frame: RequestFrame) => Promise<T>): Promise<void> {
     const results = await Promise.allSettled(
       entries.map((entry) =>
-        direct({ type: 'subscribe', channel: entry.pattern, ...(entry.presence ? { presence: true } : {}) } as RequestFrame).then(
-          () => entry.confirm?.(),
+        direct<Omit<SubscribedInfo, 'pattern' | 'resubscribed'>>(this.subscribeFrame(entry)).then(
+          (reply) => {
+            entry.confirm?.();
+            this.subscribed(entry.pattern, reply ?? {}, this.everConnected);
+          },
           (err: HubbubError) => {
             if (err.code === 'disconnected' || err.code === 'timeout') throw err;
             if (this.subs.get(entry.pattern) === entry) this.subs.delete(entry.pattern);
@@ -893,6 +1024,12 @@ export class Hubbub extends Emitter<HubbubEvents> {
         return;
       }
       case 'message': {
+        if (frame.offset !== undefined && frame.epoch !== undefined) {
+          const known = this.positions.get(frame.channel);
+          // Already seen (a recovery overlapping what arrived live): drop the copy.
+          if (known && known.epoch === frame.epoch && frame.offset <= known.offset) return;
+          this.positions.set(frame.channel, { offset: frame.offset, epoch: frame.epoch });
+        }
         for (const entry of this.subs.values()) {
           if (entry.pattern === frame.pattern || matchPattern(entry.pattern, frame.channel)) {
             for (const h of entry.handlers) {
@@ -916,6 +1053,14 @@ export class Hubbub extends Emitter<HubbubEvents> {
         this.receiveAbort(frame);
         return;
       case 'direct':
+        if (frame.id !== undefined) {
+          const duplicate = this.seenIds.has(frame.id);
+          if (!duplicate) this.remember(frame.id);
+          if (this.options.autoAck) this.queueAck(frame.id);
+          if (duplicate) return; // redelivered: the application has it already
+        }
+        this.emit('direct', frame);
+        return;
       case 'broadcast':
       case 'join':
       case 'leave':
