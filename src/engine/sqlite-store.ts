@@ -188,8 +188,9 @@ export class SqliteStore implements Store {
         }
       })();
     } catch (err) {
-      // Nothing of the batch was written: forget its offsets so that the streams stay gapless.
-      for (const channel of tops.keys()) this.streams.delete(channel);
+      // Nothing of the batch was written: forget its offsets so that the streams stay gapless
+      // (every channel of the batch, not only those written before the failing statement).
+      for (const a of batch) this.streams.delete(a.channel);
       for (const a of batch) a.reject(err);
       return;
     }
