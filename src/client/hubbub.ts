@@ -824,9 +824,14 @@ export class Hubbub extends Emitter<HubbubEvents> {
   /** The subscribe reply: record positions, and tell the application whether recovery worked. */
   private subscribed(pattern: string, reply: Omit<SubscribedInfo, 'pattern' | 'resubscribed'>, resubscribed: boolean): void {
     // With recovered true the missed messages follow and move the position; otherwise start from the reply's.
+    // Never backwards in an epoch: live messages may have been handled before this reply settled.
+    // For a pattern, a channel in the same epoch may have been recovered (its missed messages follow).
     if (reply.recovered !== true) {
-      if (reply.offset !== undefined && reply.epoch !== undefined && !isWildcard(pattern)) this.positions.set(pattern, { offset: reply.offset, epoch: reply.epoch });
-      if (reply.positions) for (const [channel, p] of Object.entries(reply.positions)) this.positions.set(channel, p);
+      if (reply.offset !== undefined && reply.epoch !== undefined && !isWildcard(pattern)) {
+        const known = this.positions.get(pattern);
+        if (!known || known.epoch !== reply.epoch || known.offset < reply.offset) this.positions.set(pattern, { offset: reply.offset, epoch: reply.epoch });
+      }
+      if (reply.positions) for (const [channel, p] of Object.entries(reply.positions)) if (this.positions.get(channel)?.epoch !== p.epoch) this.positions.set(channel, p);
     }
     this.emit('subscribed', { pattern, resubscribed, ...reply });
   }
@@ -1024,7 +1029,8 @@ export class Hubbub extends Emitter<HubbubEvents> {
         return;
       }
       case 'message': {
-        if (frame.offset !== undefined && frame.epoch !== undefined) {
+        // A retained message is the channel's state, sent on subscribe: not a duplicate, and not a position.
+        if (frame.offset !== undefined && frame.epoch !== undefined && frame.retained !== true) {
           const known = this.positions.get(frame.channel);
           // Already seen (a recovery overlapping what arrived live): drop the copy.
           if (known && known.epoch === frame.epoch && frame.offset <= known.offset) return;

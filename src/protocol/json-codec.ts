@@ -200,8 +200,12 @@ export function parseServerFrame(text: string): ServerFrame {
     throw new Error('server frame is not an object with a string type');
   }
   const f = value as Fields;
-  if (f.type === 'reply' && typeof f.data === 'object' && f.data !== null) decodeBytes(f.data as Fields, false);
-  else decodeBytes(f, f.type === 'chunk');
+  if (f.type === 'reply' && typeof f.data === 'object' && f.data !== null) {
+    const data = f.data as Fields;
+    decodeBytes(data, false);
+    // A history reply: each publication's bytes are base64 with "encoding" too.
+    if (Array.isArray(data.publications)) for (const p of data.publications) if (typeof p === 'object' && p !== null) decodeBytes(p as Fields, false);
+  } else decodeBytes(f, f.type === 'chunk');
   return value as ServerFrame;
 }
 
