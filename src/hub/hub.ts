@@ -401,6 +401,10 @@ export class Hub {
       reply.recovered = all;
       reply.positions = positions;
     }
+    // Publications already stored (so in the pages just read) may still wait in the durable chain for
+    // their delivery: let them reach the client while it is held, where release() drops those a
+    // recovery sent, rather than after the release, as duplicates.
+    if (recovered.size > 0 && this.durablePending > 0) await this.durableChain;
     // A recovered channel's state is already known to the client: its retained message is not repeated.
     for (const m of await store.retained(pattern)) {
       if (recovered.has(m.channel) || !canRead(m.channel)) continue;
