@@ -173,18 +173,25 @@ export class SqliteStore implements Store {
     if (batch.length === 0) return;
     this.batch = [];
     const st = this.statements;
-    const tops = new Map<string, PendingAppend>();
+    /** Per channel: the batch's last append, and the offset before its first. */
+    const tops = new Map<string, { last: PendingAppend; before: number }>();
     try {
       this.db.transaction(() => {
         for (const a of batch) {
           const p = a.publication;
-          st.insertPub.run(a.channel, a.offset, p.ts, p.kind, JSON.stringify(p.from), p.payload.binary ? 1 : 0, p.payload.protoData());
-          tops.set(a.channel, a);
+          st.insertPub.run(a.channel, a.offset, p.ts, p.kind, senderJson(p.from), p.payload.binary ? 1 : 0, p.payload.protoData());
+          const t = tops.get(a.channel);
+          if (t) t.last = a;
+          else tops.set(a.channel, { last: a, before: a.offset - 1 });
         }
-        for (const [channel, a] of tops) {
+        for (const [channel, { last: a, before }] of tops) {
           st.upsertStream.run(channel, a.epoch, a.offset);
-          st.trimSize.run(channel, a.offset - a.policy.size);
-          if (a.policy.ttl > 0) st.trimAge.run(channel, Date.now() - a.policy.ttl);
+          // Trimming is a DELETE per channel: done when the offsets cross a multiple of TRIM_EVERY, not
+          // every batch. Reads never see the few extra rows (they start above top − size, and filter by age).
+          if (Math.floor(a.offset / TRIM_EVERY) !== Math.floor(before / TRIM_EVERY)) {
+            st.trimSize.run(channel, a.offset - a.policy.size);
+            if (a.policy.ttl > 0) st.trimAge.run(channel, Date.now() - a.policy.ttl);
+          }
         }
       })();
     } catch (err) {
@@ -251,6 +258,17 @@ export class SqliteStore implements Store {
     })();
     return n;
   }
+}
+
+/** Rows kept beyond history_size before a channel is trimmed. */
+const TRIM_EVERY = 64;
+
+const senders = new WeakMap<object, string>();
+/** JSON of a sender, once per sender object (a connection's info object is reused for all it sends). */
+function senderJson(from: Sender): string {
+  let s = senders.get(from);
+  if (s === undefined) senders.set(from, (s = JSON.stringify(from)));
+  return s;
 }
 
 function toPayload(r: { binary: number; data: Buffer }): Payload {

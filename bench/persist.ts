@@ -1,0 +1,283 @@
+/**
+ * Durable delivery benchmarks (issue 6): how many publications per second Hubbub stores and
+ * acknowledges, and what history costs on a fan-out.
+ *
+ *   npm run bench:persist -- [--rounds 3] [--publications 100000] [--subscribers 500] [--fanout-messages 2000]
+ *
+ * 1. store:   the storage engines alone, in this process: appends per second (one turn's appends
+ *             share one SQLite transaction).
+ * 2. publish: a real server process; 8 connections each keep 64 publishes in flight; a publish
+ *             counts when its reply arrives, i.e. once stored. Channels with history on SQLite,
+ *             on memory, and without history.
+ * 3. fan-out: 1 publisher → S subscribers on one channel, with and without history (SQLite);
+ *             server CPU per delivery from /proc/<pid>/stat.
+ * Medians of the rounds; the machine is shared, so compare within one run.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { WebSocket } from 'ws';
+import { MemoryStore } from '../src/engine/memory-store.js';
+import { SqliteStore } from '../src/engine/sqlite-store.js';
+import type { Store } from '../src/engine/store.js';
+import { Payload } from '../src/protocol/payload.js';
+
+const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
+const { values: args } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '3' },
+    publications: { type: 'string', default: '100000' },
+    subscribers: { type: 'string', default: '500' },
+    'fanout-messages': { type: 'string', default: '2000' },
+  },
+});
+const ROUNDS = Number(args.rounds);
+const PUBLICATIONS = Number(args.publications);
+const SUBSCRIBERS = Number(args.subscribers);
+const FANOUT_MESSAGES = Number(args['fanout-messages']);
+const CONNECTIONS = 8;
+const WINDOW = 64;
+
+const children = new Set<ChildProcess>();
+const dirs: string[] = [];
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+process.on('SIGINT', () => process.exit(130));
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const tempDir = (): string => {
+  const d = mkdtempSync(join(tmpdir(), 'hubbub-bench-'));
+  dirs.push(d);
+  return d;
+};
+
+// ---- 1. the engines alone -------------------------------------------------------------------------
+
+async function storeRun(make: () => Store, channels: number): Promise<number> {
+  const store = make();
+  await store.open();
+  const policy = { size: 1000, ttl: 0 };
+  const payload = Payload.json({ text: 'a chat message of a typical size, about a hundred bytes long', n: 42 });
+  const from = { client: 'bench' };
+  const t0 = performance.now();
+  let last: Promise<unknown> = Promise.resolve();
+  for (let i = 0; i < PUBLICATIONS; i++) {
+    last = store.append(`hist/${i % channels}`, { payload, kind: 'text', from, ts: Date.now() }, policy);
+    if (i % 1000 === 999) await last; // one turn's worth, as a busy server would batch
+  }
+  await last;
+  const rate = PUBLICATIONS / ((performance.now() - t0) / 1000);
+  await store.close();
+  return rate;
+}
+
+// ---- server processes -------------------------------------------------------------------------------
+
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => res(port));
+    });
+  });
+}
+
+interface Server {
+  child: ChildProcess;
+  url: string;
+}
+
+async function startServer(storage: 'sqlite' | 'memory'): Promise<Server> {
+  const dir = tempDir();
+  const config = join(dir, 'hubbub.json');
+  writeFileSync(config, JSON.stringify({ namespaces: { hist: { history_size: 1000 } } }));
+  const port = await freePort();
+  const child = spawn(
+    process.execPath,
+    [join(ROOT, 'bin/hubbub.js'), 'serve', '--host', '127.0.0.1', '--port', String(port), '--storage', storage, '--data-dir', dir, '--config', config, '--message-rate', '0', '--max-queue-bytes', '256MiB', '--log-level', 'warn'],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+  children.add(child);
+  const url = `ws://127.0.0.1:${port}/ws`;
+  for (let i = 0; i < 100; i++) {
+    try {
+      await (await connect(url)).close();
+      return { child, url };
+    } catch {
+      await sleep(100);
+    }
+  }
+  throw new Error('the server did not start');
+}
+
+async function stopServer(s: Server): Promise<void> {
+  s.child.kill('SIGTERM');
+  await new Promise((r) => s.child.once('exit', r));
+  children.delete(s.child);
+}
+
+function cpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, in ticks of 10 ms
+}
+
+/** A raw client: JSON requests with ids, replies matched by id, a counter of message frames. */
+interface Conn {
+  ws: WebSocket;
+  messages: number;
+  request(frame: Record<string, unknown>): Promise<Record<string, unknown>>;
+  close(): Promise<void>;
+}
+
+function connect(url: string): Promise<Conn> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url);
+    const pending = new Map<number, (f: Record<string, unknown>) => void>();
+    let next = 1;
+    const conn: Conn = {
+      ws,
+      messages: 0,
+      request(frame) {
+        const id = next++;
+        return new Promise((res) => {
+          pending.set(id, res);
+          ws.send(JSON.stringify({ ...frame, id }));
+        });
+      },
+      close: () =>
+        new Promise((r) => {
+          ws.once('close', () => r());
+          ws.close();
+        }),
+    };
+    ws.on('message', (data: Buffer) => {
+      // Pushes are counted without parsing: the generator must not be the bottleneck.
+      if (data[9] === 0x6d && data.subarray(0, 17).toString() === '{"type":"message"') {
+        conn.messages++;
+        return;
+      }
+      const f = JSON.parse(data.toString()) as Record<string, unknown>;
+      if (f.type === 'welcome') resolve(conn);
+      const done = typeof f.id === 'number' ? pending.get(f.id) : undefined;
+      if (done) {
+        pending.delete(f.id as number);
+        done(f);
+      }
+    });
+    ws.once('error', reject);
+  });
+}
+
+// ---- 2. acknowledged publishes -------------------------------------------------------------------------
+
+async function publishRun(url: string, channelPrefix: string): Promise<number> {
+  const conns = await Promise.all(Array.from({ length: CONNECTIONS }, () => connect(url)));
+  const perConn = Math.floor(PUBLICATIONS / CONNECTIONS);
+  const data = { text: 'a chat message of a typical size, about a hundred bytes long', n: 42 };
+  const t0 = performance.now();
+  await Promise.all(
+    conns.map(async (c, ci) => {
+      let sent = 0;
+      const lanes = Array.from({ length: WINDOW }, async () => {
+        while (sent < perConn) {
+          sent++;
+          const r = await c.request({ type: 'publish', channel: `${channelPrefix}/${ci}`, data });
+          if (r.type !== 'reply') throw new Error(`publish failed: ${JSON.stringify(r)}`);
+        }
+      });
+      await Promise.all(lanes);
+    }),
+  );
+  const rate = (perConn * CONNECTIONS) / ((performance.now() - t0) / 1000);
+  await Promise.all(conns.map((c) => c.close()));
+  return rate;
+}
+
+// ---- 3. fan-out with and without history ---------------------------------------------------------------
+
+async function fanoutRun(server: Server, channel: string): Promise<{ rate: number; cpuUs: number }> {
+  const subs: Conn[] = [];
+  for (let i = 0; i < SUBSCRIBERS; i += 50) subs.push(...(await Promise.all(Array.from({ length: Math.min(50, SUBSCRIBERS - i) }, () => connect(server.url)))));
+  await Promise.all(subs.map((s) => s.request({ type: 'subscribe', channel })));
+  const pub = await connect(server.url);
+  const expected = SUBSCRIBERS * FANOUT_MESSAGES;
+  const cpu0 = cpuSeconds(server.child.pid!);
+  const t0 = performance.now();
+  let sent = 0;
+  const lanes = Array.from({ length: 32 }, async () => {
+    while (sent < FANOUT_MESSAGES) {
+      sent++;
+      await pub.request({ type: 'publish', channel, data: { n: sent, text: 'fan-out' } });
+    }
+  });
+  await Promise.all(lanes);
+  const deadline = Date.now() + 120_000;
+  const got = (): number => subs.reduce((n, s) => n + s.messages, 0);
+  while (got() < expected && Date.now() < deadline) await sleep(5);
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = cpuSeconds(server.child.pid!) - cpu0;
+  if (got() < expected) throw new Error(`fan-out: ${got()} of ${expected} deliveries arrived`);
+  await Promise.all([...subs, pub].map((c) => c.close()));
+  return { rate: expected / seconds, cpuUs: (cpu * 1e6) / expected };
+}
+
+// ---- main ---------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  console.log(`durable delivery: ${ROUNDS} rounds, ${fmt(PUBLICATIONS)} publications, fan-out ${SUBSCRIBERS} × ${fmt(FANOUT_MESSAGES)}; node ${process.version}`);
+
+  const storeRates: Record<string, number[]> = { 'sqlite, 1 channel': [], 'sqlite, 100 channels': [], 'memory, 100 channels': [] };
+  for (let r = 0; r < ROUNDS; r++) {
+    storeRates['sqlite, 1 channel']!.push(await storeRun(() => new SqliteStore(join(tempDir(), 'hubbub.db')), 1));
+    storeRates['sqlite, 100 channels']!.push(await storeRun(() => new SqliteStore(join(tempDir(), 'hubbub.db')), 100));
+    storeRates['memory, 100 channels']!.push(await storeRun(() => new MemoryStore(), 100));
+  }
+  console.log('\n1. engines alone (appends/s, median)');
+  for (const [k, v] of Object.entries(storeRates)) console.log(`   ${k.padEnd(24)} ${fmt(median(v)).padStart(12)}   runs: ${v.map((x) => fmt(x)).join(', ')}`);
+
+  const pubRates: Record<string, number[]> = { 'history, sqlite': [], 'history, memory': [], 'no history, sqlite': [] };
+  for (let r = 0; r < ROUNDS; r++) {
+    const sqlite = await startServer('sqlite');
+    pubRates['history, sqlite']!.push(await publishRun(sqlite.url, 'hist'));
+    pubRates['no history, sqlite']!.push(await publishRun(sqlite.url, 'plain'));
+    await stopServer(sqlite);
+    const memory = await startServer('memory');
+    pubRates['history, memory']!.push(await publishRun(memory.url, 'hist'));
+    await stopServer(memory);
+  }
+  console.log(`\n2. acknowledged publishes through a server (${CONNECTIONS} connections × ${WINDOW} in flight; publishes/s, median)`);
+  for (const [k, v] of Object.entries(pubRates)) console.log(`   ${k.padEnd(24)} ${fmt(median(v)).padStart(12)}   runs: ${v.map((x) => fmt(x)).join(', ')}`);
+
+  const fan: Record<string, { rate: number[]; cpu: number[] }> = { 'no history': { rate: [], cpu: [] }, 'history (sqlite)': { rate: [], cpu: [] } };
+  for (let r = 0; r < ROUNDS; r++) {
+    const server = await startServer('sqlite');
+    for (const [label, channel] of [['no history', 'plain/fan'], ['history (sqlite)', 'hist/fan']] as const) {
+      const { rate, cpuUs } = await fanoutRun(server, channel);
+      fan[label]!.rate.push(rate);
+      fan[label]!.cpu.push(cpuUs);
+    }
+    await stopServer(server);
+  }
+  console.log(`\n3. fan-out 1 → ${SUBSCRIBERS} (deliveries/s and server CPU µs per delivery, medians)`);
+  for (const [k, v] of Object.entries(fan)) console.log(`   ${k.padEnd(24)} ${fmt(median(v.rate)).padStart(12)} del/s   ${fmt(median(v.cpu), 2).padStart(6)} µs/delivery`);
+  const ratio = median(fan['history (sqlite)']!.cpu) / median(fan['no history']!.cpu);
+  console.log(`   history costs ${fmt(ratio, 2)}× the server CPU per delivery of a channel without it`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
