@@ -180,27 +180,43 @@ function connect(url: string): Promise<Conn> {
 
 // ---- 2. acknowledged publishes -------------------------------------------------------------------------
 
-async function publishRun(url: string, channelPrefix: string): Promise<number> {
+async function publishRun(server: Server, channelPrefix: string): Promise<{ rate: number; cpuUs: number }> {
+  const url = server.url;
   const conns = await Promise.all(Array.from({ length: CONNECTIONS }, () => connect(url)));
   const perConn = Math.floor(PUBLICATIONS / CONNECTIONS);
-  const data = { text: 'a chat message of a typical size, about a hundred bytes long', n: 42 };
+  const cpu0 = cpuSeconds(server.child.pid!);
   const t0 = performance.now();
+  // A lean generator: frames are pre-built strings, and replies are counted from their first bytes
+  // (an error reply fails the run); each reply lets the next publish go, keeping WINDOW in flight.
   await Promise.all(
-    conns.map(async (c, ci) => {
-      let sent = 0;
-      const lanes = Array.from({ length: WINDOW }, async () => {
-        while (sent < perConn) {
-          sent++;
-          const r = await c.request({ type: 'publish', channel: `${channelPrefix}/${ci}`, data });
-          if (r.type !== 'reply') throw new Error(`publish failed: ${JSON.stringify(r)}`);
-        }
-      });
-      await Promise.all(lanes);
-    }),
+    conns.map(
+      (c, ci) =>
+        new Promise<void>((resolve, reject) => {
+          const head = `{"type":"publish","channel":"${channelPrefix}/${ci}","data":{"text":"a chat message of a typical size, about a hundred bytes long","n":`;
+          let sent = 0;
+          let acked = 0;
+          const sendOne = (): void => {
+            sent++;
+            c.ws.send(`${head}${sent}},"id":${sent}}`);
+          };
+          c.ws.removeAllListeners('message');
+          c.ws.on('message', (data: Buffer) => {
+            if (data[9] !== 0x72) {
+              reject(new Error(`publish failed: ${data.toString().slice(0, 200)}`)); // not {"type":"reply"
+              return;
+            }
+            acked++;
+            if (sent < perConn) sendOne();
+            else if (acked === perConn) resolve();
+          });
+          for (let i = 0; i < WINDOW && sent < perConn; i++) sendOne();
+        }),
+    ),
   );
   const rate = (perConn * CONNECTIONS) / ((performance.now() - t0) / 1000);
+  const cpuUs = ((cpuSeconds(server.child.pid!) - cpu0) * 1e6) / (perConn * CONNECTIONS);
   await Promise.all(conns.map((c) => c.close()));
-  return rate;
+  return { rate, cpuUs };
 }
 
 // ---- 3. fan-out with and without history ---------------------------------------------------------------
@@ -245,18 +261,26 @@ async function main(): Promise<void> {
   console.log('\n1. engines alone (appends/s, median)');
   for (const [k, v] of Object.entries(storeRates)) console.log(`   ${k.padEnd(24)} ${fmt(median(v)).padStart(12)}   runs: ${v.map((x) => fmt(x)).join(', ')}`);
 
-  const pubRates: Record<string, number[]> = { 'history, sqlite': [], 'history, memory': [], 'no history, sqlite': [] };
+  const pub: Record<string, { rate: number[]; cpu: number[] }> = { 'history, sqlite': { rate: [], cpu: [] }, 'history, memory': { rate: [], cpu: [] }, 'no history, sqlite': { rate: [], cpu: [] } };
+  const record = (k: string, r: { rate: number; cpuUs: number }): void => {
+    pub[k]!.rate.push(r.rate);
+    pub[k]!.cpu.push(r.cpuUs);
+  };
   for (let r = 0; r < ROUNDS; r++) {
     const sqlite = await startServer('sqlite');
-    pubRates['history, sqlite']!.push(await publishRun(sqlite.url, 'hist'));
-    pubRates['no history, sqlite']!.push(await publishRun(sqlite.url, 'plain'));
+    record('history, sqlite', await publishRun(sqlite, 'hist'));
+    record('no history, sqlite', await publishRun(sqlite, 'plain'));
     await stopServer(sqlite);
     const memory = await startServer('memory');
-    pubRates['history, memory']!.push(await publishRun(memory.url, 'hist'));
+    record('history, memory', await publishRun(memory, 'hist'));
     await stopServer(memory);
   }
-  console.log(`\n2. acknowledged publishes through a server (${CONNECTIONS} connections × ${WINDOW} in flight; publishes/s, median)`);
-  for (const [k, v] of Object.entries(pubRates)) console.log(`   ${k.padEnd(24)} ${fmt(median(v)).padStart(12)}   runs: ${v.map((x) => fmt(x)).join(', ')}`);
+  console.log(`\n2. acknowledged publishes through a server (${CONNECTIONS} connections × ${WINDOW} in flight; medians)`);
+  console.log(`   ${''.padEnd(24)} ${'publishes/s'.padStart(12)} ${'server µs/publish'.padStart(18)} ${'= per server core/s'.padStart(20)}`);
+  for (const [k, v] of Object.entries(pub)) {
+    const cpu = median(v.cpu);
+    console.log(`   ${k.padEnd(24)} ${fmt(median(v.rate)).padStart(12)} ${fmt(cpu, 1).padStart(18)} ${fmt(1e6 / cpu).padStart(20)}   runs: ${v.rate.map((x) => fmt(x)).join(', ')}`);
+  }
 
   const fan: Record<string, { rate: number[]; cpu: number[] }> = { 'no history': { rate: [], cpu: [] }, 'history (sqlite)': { rate: [], cpu: [] } };
   for (let r = 0; r < ROUNDS; r++) {

@@ -40,6 +40,17 @@ export interface SubscribeOutcome {
   deliver(): void;
 }
 
+/** A publication waiting, in publish order, for its store to finish before delivery. */
+interface DurableDelivery {
+  ready: boolean;
+  error?: unknown;
+  message: Extract<BrokerMessage, { type: 'publication' }>;
+  resolve: (o: PublishOutcome) => void;
+  reject: (err: unknown) => void;
+  /** Called once this entry has left the queue. */
+  after?: (() => void)[];
+}
+
 const DEFAULT_INBOX: InboxLimits = { count: 1000, bytes: 1024 * 1024, ttl: 7 * 86_400_000 };
 
 export interface HubStats {
@@ -85,8 +96,7 @@ export class Hub {
   };
   readonly counters = { messages_in: 0, messages_out: 0, bytes_in: 0, bytes_out: 0, publications: 0 };
   /** Durable publications whose delivery waits for their store: later ones queue behind, to keep order. */
-  private durableChain: Promise<unknown> = Promise.resolve();
-  private durablePending = 0;
+  private readonly durable: DurableDelivery[] = [];
   readonly startedAt = Date.now();
 
   constructor(private readonly options: HubOptions) {
@@ -223,29 +233,76 @@ export class Hub {
     const store = this.options.store;
     const policy = store ? this.options.historyOf?.(channel) : undefined;
     if (!store || (!policy && !retain)) {
-      if (this.durablePending === 0) return settle(this.broker.publish({ type: 'publication', channel, payload, kind, from, ts }), (delivered) => ({ delivered }));
-      return this.queueDelivery(Promise.resolve(undefined), (pos) => ({ type: 'publication', channel, payload, kind, from, ts, ...pos }));
+      if (this.durable.length === 0) return settle(this.broker.publish({ type: 'publication', channel, payload, kind, from, ts }), (delivered) => ({ delivered }));
+      return this.enqueue(undefined, { type: 'publication', channel, payload, kind, from, ts });
     }
     // Started now, so that appends of one turn share one write; delivered in publish order.
-    const stored = (async (): Promise<StreamPosition | undefined> => {
-      const pos = policy ? await store.append(channel, { payload, kind, from, ts }, policy) : undefined;
-      if (retain) await store.retain(channel, isNull(payload) ? null : { channel, offset: pos?.offset ?? 0, ...(pos && { epoch: pos.epoch }), payload, kind, from, ts });
-      return pos;
-    })();
-    return this.queueDelivery(stored, (pos) => ({ type: 'publication', channel, payload, kind, from, ts, ...(pos && { offset: pos.offset, epoch: pos.epoch }) }));
+    const stored: Promise<StreamPosition | undefined> = retain
+      ? (async () => {
+          const pos = policy ? await store.append(channel, { payload, kind, from, ts }, policy) : undefined;
+          await store.retain(channel, isNull(payload) ? null : { channel, offset: pos?.offset ?? 0, ...(pos && { epoch: pos.epoch }), payload, kind, from, ts });
+          return pos;
+        })()
+      : store.append(channel, { payload, kind, from, ts }, policy!);
+    return this.enqueue(stored, { type: 'publication', channel, payload, kind, from, ts });
   }
 
-  private queueDelivery(stored: Promise<StreamPosition | undefined>, message: (pos: StreamPosition | undefined) => BrokerMessage): Promise<PublishOutcome> {
-    this.durablePending++;
-    const outcome = this.durableChain.then(() => stored).then(async (pos) => {
-      const delivered = await this.broker.publish(message(pos));
-      return pos ? { delivered, offset: pos.offset, epoch: pos.epoch } : { delivered };
+  /**
+   * Queue a publication behind those still being stored: the queue is delivered from its head as
+   * entries become ready, so deliveries keep publish order whatever order the stores finish in.
+   */
+  private enqueue(stored: Promise<StreamPosition | undefined> | undefined, message: Extract<BrokerMessage, { type: 'publication' }>): Promise<PublishOutcome> {
+    return new Promise<PublishOutcome>((resolve, reject) => {
+      const entry: DurableDelivery = { ready: stored === undefined, message, resolve, reject };
+      this.durable.push(entry);
+      if (stored === undefined) {
+        this.drain();
+        return;
+      }
+      stored.then(
+        (pos) => {
+          if (pos) {
+            message.offset = pos.offset;
+            message.epoch = pos.epoch;
+          }
+          entry.ready = true;
+          this.drain();
+        },
+        (err: unknown) => {
+          entry.error = err;
+          entry.ready = true;
+          this.drain();
+        },
+      );
     });
-    const done = (): void => {
-      this.durablePending--;
-    };
-    this.durableChain = outcome.then(done, done);
-    return outcome;
+  }
+
+  private drain(): void {
+    const q = this.durable;
+    while (q.length > 0 && q[0]!.ready) {
+      const e = q.shift()!;
+      if (e.error !== undefined) {
+        e.reject(e.error);
+      } else {
+        const m = e.message;
+        try {
+          const delivered = this.broker.publish(m);
+          const outcome = (n: Delivered): PublishOutcome => (m.offset === undefined ? { delivered: n } : { delivered: n, offset: m.offset, epoch: m.epoch });
+          if (delivered instanceof Promise) delivered.then((n) => e.resolve(outcome(n)), e.reject);
+          else e.resolve(outcome(delivered));
+        } catch (err) {
+          e.reject(err);
+        }
+      }
+      if (e.after) for (const wake of e.after) wake();
+    }
+  }
+
+  /** Resolves once every publication queued so far has been handed to the broker. */
+  private whenDrained(): Promise<void> {
+    const last = this.durable[this.durable.length - 1];
+    if (!last) return Promise.resolve();
+    return new Promise((resolve) => (last.after ??= []).push(resolve));
   }
 
   /** Retained message of a channel (HTTP API). */
@@ -404,7 +461,7 @@ export class Hub {
     // Publications already stored (so in the pages just read) may still wait in the durable chain for
     // their delivery: let them reach the client while it is held, where release() drops those a
     // recovery sent, rather than after the release, as duplicates.
-    if (recovered.size > 0 && this.durablePending > 0) await this.durableChain;
+    if (recovered.size > 0 && this.durable.length > 0) await this.whenDrained();
     // A recovered channel's state is already known to the client: its retained message is not repeated.
     for (const m of await store.retained(pattern)) {
       if (recovered.has(m.channel) || !canRead(m.channel)) continue;
