@@ -285,6 +285,22 @@ describe('hubbub pub', () => {
       assert.equal(json.out + json.err + text.out + text.err, '', 'silent on success');
     }));
 
+  it('with --retain keeps the publication as the retained message that later subscribers get first', () =>
+    scenario(async ({ cli, client }) => {
+      const pub = cli(['pub', 'retained/cli', '{"state":"on"}', '--retain', '--url', hub.url]);
+      assert.deepEqual(await pub.exit(), { code: 0, signal: null }, pub.err);
+      const late = await client();
+      await late.request({ type: 'subscribe', channel: 'retained/+' });
+      const m = await late.next((f) => f.type === 'message' && f.channel === 'retained/cli');
+      assert.deepEqual(m.data, { state: 'on' });
+      assert.equal(m.retained, true);
+      const clear = cli(['pub', 'retained/cli', 'null', '--retain', '--url', hub.url]);
+      assert.deepEqual(await clear.exit(), { code: 0, signal: null }, clear.err);
+      const later = await client();
+      await later.request({ type: 'subscribe', channel: 'retained/+' });
+      assert.deepEqual(await later.nothing((f) => f.type === 'message'), [], 'cleared: nothing retained');
+    }));
+
   it('with - publishes one message per stdin line, skipping blank lines, and exits 0 at EOF', () =>
     scenario(async ({ cli, client }) => {
       const watcher = await client();

@@ -17,6 +17,7 @@ interface PubOptions {
   file?: string;
   compression?: Compression;
   chunkSize?: number;
+  retain?: boolean;
   verbose?: boolean;
 }
 
@@ -39,6 +40,7 @@ export function pubCommand(): Command {
     .option('-f, --file <path>', "send the file's bytes as a transfer (in place of <data>); - reads stdin to its end")
     .addOption(new Option('-c, --compression <method>', 'with --file: compress each chunk (kept raw when that does not make it smaller)').choices(COMPRESSIONS))
     .addOption(new Option('--chunk-size <bytes>', 'with --file: bytes of the file per chunk (default 16384)').argParser(wholeNumber(1)))
+    .option('--retain', "also keep the publication as the channel's retained message (data null clears it)")
     .option('-v, --verbose', 'print what was done on stderr')
     .exitOverride(usageExit)
     .addHelpText(
@@ -79,7 +81,7 @@ async function run(channel: string, data: string | undefined, opts: PubOptions):
   // No reconnect: a publication in flight when the connection drops is reported as failed, never silently resent.
   const hub = await connectClient(opts.url, { reconnect: false, encoding: opts.encoding });
   status(`connected to ${hub.url} as client ${hub.clientId ?? '?'}`);
-  const publisher = new Publisher(hub, channel, opts.kind);
+  const publisher = new Publisher(hub, channel, opts.kind, opts.retain === true);
   let closing = false;
   hub.on('disconnected', ({ code, reason }) => {
     if (!closing) publisher.fail(new CliError(`lost the connection to ${hub.url} (${code}${reason ? ` ${reason}` : ''}) before every publication was acknowledged`));
@@ -204,11 +206,12 @@ class Publisher {
     private readonly hub: Hubbub,
     private readonly channel: string,
     private readonly kind: string | undefined,
+    private readonly retain: boolean,
   ) {}
 
   async send(data: Json): Promise<void> {
     this.check();
-    const p: Promise<void> = this.hub.publish(this.channel, data, this.kind === undefined ? {} : { kind: this.kind }).then(
+    const p: Promise<void> = this.hub.publish(this.channel, data, { ...(this.kind !== undefined && { kind: this.kind }), ...(this.retain && { retain: true }) }).then(
       () => {
         this.inflight.delete(p);
         this.acknowledged++;
