@@ -19,12 +19,28 @@
  * Everything is bounded: per-phase stall detection and an overall timeout; the children are killed
  * on every exit path.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import { writeFileSync, mkdirSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg } from 'node:os';
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { resolve } from 'node:path';
+import {
+  coreTicks,
+  cpuTicks,
+  fmt,
+  freePort,
+  hasTaskset,
+  killServers,
+  openFileLimit,
+  percentiles,
+  readClkTck,
+  Run,
+  sleep,
+  startServer,
+  stopServer,
+  type Latency,
+  type Sample,
+  type Sink,
+} from './lib/harness.js';
 import { LeanClient } from './lib/lean-client.js';
 
 // ---- options ---------------------------------------------------------------------------------
@@ -134,29 +150,7 @@ function parseArgs(argv: string[]): Options {
 
 // ---- processes ---------------------------------------------------------------------------------
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const children = new Set<ChildProcess>();
 const allClients: LeanClient[] = [];
-
-function hasTaskset(): boolean {
-  try {
-    execFileSync('taskset', ['-V'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => res(port));
-    });
-  });
-}
 
 interface Target {
   kind: TargetKind;
@@ -171,9 +165,7 @@ interface Target {
 
 async function startTarget(kind: TargetKind, opts: Options, pinned: boolean): Promise<Target> {
   const port = await freePort();
-  // Run node directly (not through npx/tsx's launcher) so that the pid we read CPU time from is
-  // the server itself.
-  const nodeArgs = ['--import', 'tsx'];
+  const nodeArgs: string[] = [];
   if (kind === 'hubbub' && opts.profile) {
     mkdirSync(opts.profile, { recursive: true });
     nodeArgs.push('--cpu-prof', '--cpu-prof-dir', resolve(opts.profile));
@@ -182,85 +174,25 @@ async function startTarget(kind: TargetKind, opts: Options, pinned: boolean): Pr
     kind === 'hubbub'
       ? ['src/cli/main.ts', 'serve', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn']
       : ['bench/baseline-ws-server.ts', '--port', String(port), '--host', '127.0.0.1'];
-  const argv = [process.execPath, ...nodeArgs, ...script];
-  const [cmd, ...args] = pinned ? ['taskset', '-c', '0', ...argv] : argv;
-  const child = spawn(cmd!, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  const output: string[] = [];
-  const keep = (b: Buffer): void => {
-    output.push(b.toString());
-    if (output.length > 50) output.shift();
-  };
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
-  child.once('exit', () => children.delete(child));
-  if (child.pid === undefined) throw new Error(`could not start ${kind}`);
-  const t: Target = { kind, label: kind === 'hubbub' ? 'Hubbub' : 'raw ws', port, child, pid: child.pid, output, subscribers: [] };
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${t.label} exited during start-up:\n${output.join('')}`);
-    try {
-      const r = await fetch(`http://127.0.0.1:${port}/health`);
-      await r.text();
-      if (r.ok) break;
-    } catch {
-      /* not up yet */
-    }
-    if (Date.now() > deadline) throw new Error(`${t.label} did not answer /health within 30 s:\n${output.join('')}`);
-    await sleep(100);
-  }
+  const label = kind === 'hubbub' ? 'Hubbub' : 'raw ws';
+  const s = await startServer(label, port, script, { pinned, nodeArgs });
+  const t: Target = { kind, label, port, child: s.child, pid: s.pid, output: s.output, subscribers: [] };
   return t;
 }
 
 async function stopTarget(t: Target): Promise<void> {
   for (const c of [t.publisher, ...t.subscribers]) c?.destroy();
-  const child = t.child;
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(timer);
+  await stopServer({ label: t.label, port: t.port, pid: t.pid, child: t.child, output: t.output });
 }
 
 /** Last resort on any exit path: kill whatever we started that is still running. */
 function killChildren(): void {
   for (const c of allClients) c.destroy();
-  for (const child of children) {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  }
-}
-
-/** utime and stime of a process (all its threads), in clock ticks: fields 14 and 15 of /proc/<pid>/stat. */
-function cpuTicks(pid: number): { user: number; sys: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // f[0] is field 3 (state), so field n is f[n - 3].
-  return { user: Number(f[11]), sys: Number(f[12]) };
-}
-
-/** Busy (user+nice+system+irq+softirq) and steal ticks per core, from /proc/stat. */
-function coreTicks(): { busy: number; steal: number }[] {
-  const out: { busy: number; steal: number }[] = [];
-  for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
-    const m = /^cpu(\d+) (.*)$/.exec(line);
-    if (!m) continue;
-    const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = m[2]!.trim().split(/\s+/).map(Number);
-    out[Number(m[1])] = { busy: user + nice + system + irq + softirq, steal };
-  }
-  return out;
+  killServers();
 }
 
 let clkTck = 100;
 let pinnedCores = false;
-function readClkTck(): number {
-  try {
-    const n = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
-    return Number.isFinite(n) && n > 0 ? n : 100;
-  } catch {
-    return 100;
-  }
-}
 
 async function hubbubStats(t: Target): Promise<Record<string, number> | undefined> {
   if (t.kind !== 'hubbub') return undefined;
@@ -310,7 +242,7 @@ async function connectAll(t: Target, opts: Options): Promise<void> {
       const reply = await c.nextJson();
       if (reply.type !== 'reply' || reply.id !== 1) throw new Error(`${t.label}: subscribe answered with ${JSON.stringify(reply)}`);
       c.collect = isSampled(i, opts);
-      c.onMessage = (payload) => current.deliver(i, payload);
+      c.onMessage = (payload, _length, binary, compressed) => current.deliver(i, payload, binary, compressed);
       c.onClose = () => {
         if (!shuttingDown) current.fail(new Error(`${t.label}: subscriber ${i} disconnected (close code ${c.closeCode ?? 'none'})`));
       };
@@ -329,11 +261,6 @@ async function connectAll(t: Target, opts: Options): Promise<void> {
 
 // ---- phases ---------------------------------------------------------------------------------------
 
-interface Sink {
-  deliver(i: number, payload: Buffer | undefined): void;
-  fail(err: Error): void;
-}
-
 let shuttingDown = false;
 const idle: Sink = {
   deliver: () => {
@@ -346,95 +273,10 @@ const idle: Sink = {
 let unexpected = 0;
 let current: Sink = idle;
 
-/** Publication bookkeeping for one phase: which publications every subscriber has received. */
-class Run implements Sink {
-  readonly counts: Uint32Array;
-  /** reached[k]: subscribers that have received at least k publications of this run. */
-  readonly reached: Uint32Array;
-  fully = 0;
-  sent = 0;
-  delivered = 0;
-  extra = 0;
-  disorder = 0;
-  latencies: number[] = [];
-  frameBytes = 0;
-  private onFully: () => void = () => {};
-  private reject: (err: Error) => void = () => {};
-
-  constructor(
-    readonly subscribers: number,
-    readonly total: number,
-    private readonly publish: (seq: number) => void,
-  ) {
-    this.counts = new Uint32Array(subscribers);
-    this.reached = new Uint32Array(total + 1);
-  }
-
-  deliver(i: number, payload: Buffer | undefined): void {
-    this.delivered++;
-    const k = ++this.counts[i]!;
-    if (k > this.total) {
-      this.extra++;
-      return;
-    }
-    if (payload) {
-      const now = performance.now();
-      const m = JSON.parse(payload.toString('utf8')) as { type: string; data: { seq: number; t: number } };
-      if (m.type !== 'message' || m.data.seq !== k) this.disorder++;
-      this.latencies.push(now - m.data.t);
-      this.frameBytes = payload.length;
-    }
-    if (++this.reached[k]! === this.subscribers) {
-      this.fully = k;
-      this.onFully();
-    }
-  }
-
-  fail(err: Error): void {
-    this.reject(err);
-  }
-
-  send(): void {
-    this.publish(++this.sent);
-  }
-
-  /** Run to completion with at most `window` publications outstanding; resolves with the elapsed ms. */
-  go(window: number, stallMs: number, label: string): Promise<number> {
-    return new Promise((resolvePhase, rejectPhase) => {
-      let lastDelivered = -1;
-      const watchdog = setInterval(() => {
-        if (this.delivered === lastDelivered) {
-          done(new Error(`${label}: stalled, ${this.fully}/${this.total} publications fully delivered, ${this.delivered} deliveries`));
-        }
-        lastDelivered = this.delivered;
-      }, stallMs);
-      let t0 = 0;
-      const done = (err?: Error): void => {
-        clearInterval(watchdog);
-        this.onFully = () => {};
-        this.reject = () => {};
-        if (err) rejectPhase(err);
-        else resolvePhase(performance.now() - t0);
-      };
-      this.reject = done;
-      this.onFully = () => {
-        if (this.fully === this.total) {
-          done();
-          return;
-        }
-        while (this.sent < this.total && this.sent - this.fully < window) this.send();
-      };
-      t0 = performance.now();
-      while (this.sent < this.total && this.sent - this.fully < window) this.send();
-    });
-  }
-}
-
-interface Latency {
-  samples: number;
-  p50: number;
-  p99: number;
-  max: number;
+/** A sampled subscriber's reading of a message: the publisher's sequence number and clock. */
+function readSample(payload: Buffer): Sample | undefined {
+  const m = JSON.parse(payload.toString('utf8')) as { type: string; data: { seq: number; t: number } };
+  return m.type === 'message' ? m.data : undefined;
 }
 
 interface PhaseResult {
@@ -468,13 +310,6 @@ interface PhaseResult {
   loadAvg1: number;
 }
 
-function percentiles(values: number[]): Latency {
-  if (values.length === 0) return { samples: 0, p50: NaN, p99: NaN, max: NaN };
-  const s = Float64Array.from(values).sort();
-  const at = (q: number): number => s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)]!;
-  return { samples: s.length, p50: at(0.5), p99: at(0.99), max: s[s.length - 1]! };
-}
-
 function publisherFor(t: Target, opts: Options): (k: number) => void {
   const pub = t.publisher!;
   // Pad the data so that its JSON is about --size bytes.
@@ -488,7 +323,7 @@ function publisherFor(t: Target, opts: Options): (k: number) => void {
 
 async function runPhase(t: Target, opts: Options, phase: 'serial' | 'window', messages: number, measure: boolean): Promise<PhaseResult | undefined> {
   const window = phase === 'serial' ? 1 : opts.window;
-  const run = new Run(opts.subscribers, messages, publisherFor(t, opts));
+  const run = new Run(opts.subscribers, messages, publisherFor(t, opts), readSample);
   const statsBefore = measure ? await hubbubStats(t) : undefined;
   await sleep(100); // let the previous phase's tail settle
   const reads0 = totalReads(t);
@@ -506,7 +341,9 @@ async function runPhase(t: Target, opts: Options, phase: 'serial' | 'window', me
   const cpu = process.cpuUsage(cpu0);
   const cores1 = coreTicks();
   const reads = totalReads(t) - reads0;
-  if (run.extra > 0 || run.disorder > 0) throw new Error(`${t.label} ${phase}: ${run.extra} extra deliveries, ${run.disorder} out of order`);
+  if (run.extra > 0 || run.disorder > 0 || run.undecodable > 0) {
+    throw new Error(`${t.label} ${phase}: ${run.extra} extra deliveries, ${run.disorder} out of order, ${run.undecodable} sampled messages that were not the publication`);
+  }
   if (!measure) return undefined;
   const statsAfter = await hubbubStats(t);
   const deliveries = messages * opts.subscribers;
@@ -551,8 +388,6 @@ async function runPhase(t: Target, opts: Options, phase: 'serial' | 'window', me
 
 // ---- report ---------------------------------------------------------------------------------------
 
-const fmt = (n: number, digits = 0): string => (Number.isFinite(n) ? n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }) : '-');
-
 function printPhase(results: PhaseResult[], phase: 'serial' | 'window', opts: Options): void {
   const h = results.find((r) => r.phase === phase && r.target === 'hubbub');
   const w = results.find((r) => r.phase === phase && r.target === 'ws');
@@ -587,20 +422,6 @@ function printPhase(results: PhaseResult[], phase: 'serial' | 'window', opts: Op
 }
 
 // ---- main -----------------------------------------------------------------------------------------
-
-/** The soft limit on open files, from /proc/self/limits. */
-function openFileLimit(): number | undefined {
-  try {
-    const m = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
-    return m ? Number(m[1]) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
 
 async function main(opts: Options): Promise<void> {
   clkTck = readClkTck();

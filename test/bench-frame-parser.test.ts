@@ -5,7 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { encodeClientFrame, FrameError, FrameParser } from '../bench/lib/frame-parser.js';
+import { deflateRawSync, constants } from 'node:zlib';
+import { deflateMessage, encodeClientFrame, FrameError, FrameParser, inflateMessage } from '../bench/lib/frame-parser.js';
 
 interface Parsed {
   opcode: number;
@@ -192,6 +193,78 @@ describe('bench frame parser', () => {
     }
     const small = new FrameParser(() => {}, { maxPayload: 10 });
     assert.throws(() => small.push(frame(1, pattern(11))), /exceeds the limit/);
+  });
+});
+
+describe('bench frame parser with permessage-deflate', () => {
+  /** Compressed the way Hubbub's server compresses (raw deflate, sync flush, empty block dropped), independently of deflateMessage. */
+  const compress = (s: string): Buffer => {
+    const z = deflateRawSync(Buffer.from(s), { finishFlush: constants.Z_SYNC_FLUSH });
+    assert.deepEqual([...z.subarray(z.length - 4)], [0, 0, 0xff, 0xff]);
+    return z.subarray(0, z.length - 4);
+  };
+  const parse = (bytes: Buffer, collect = true): { opcode: number; fin: boolean; compressed: boolean; payload: Buffer | undefined }[] => {
+    const out: { opcode: number; fin: boolean; compressed: boolean; payload: Buffer | undefined }[] = [];
+    const p = new FrameParser((opcode, fin, payload, _length, compressed) => out.push({ opcode, fin, compressed, payload: payload && Buffer.from(payload) }), { perMessageDeflate: true });
+    p.collect = collect;
+    p.push(bytes);
+    return out;
+  };
+
+  it('reports RSV1 messages as compressed, and their payload inflates', () => {
+    const text = JSON.stringify({ type: 'message', data: pattern(2000) });
+    const z = compress(text);
+    const got = parse(Buffer.concat([frame(1, z, { rsv: 0x40 }), frame(1, 'plain'), frame(2, z, { rsv: 0x40 })]));
+    assert.deepEqual(
+      got.map((f) => [f.opcode, f.compressed]),
+      [
+        [1, true],
+        [1, false],
+        [2, true],
+      ],
+    );
+    assert.equal(inflateMessage(got[0]!.payload!).toString(), text);
+    assert.equal(got[1]!.payload!.toString(), 'plain');
+    // Counting subscribers still learn that a message was compressed.
+    assert.deepEqual(
+      parse(frame(1, z, { rsv: 0x40 }), false).map((f) => [f.compressed, f.payload]),
+      [[true, undefined]],
+    );
+  });
+
+  it('a fragmented compressed message: RSV1 on the first frame only, the continuations report it too', () => {
+    const z = compress(pattern(500));
+    const half = z.length >> 1;
+    const got = parse(Buffer.concat([frame(1, z.subarray(0, half), { rsv: 0x40, fin: false }), frame(9, 'p'), frame(0, z.subarray(half))]));
+    assert.deepEqual(
+      got.map((f) => [f.opcode, f.fin, f.compressed]),
+      [
+        [1, false, true],
+        [9, true, false],
+        [0, true, true],
+      ],
+    );
+    assert.equal(inflateMessage(Buffer.concat([got[0]!.payload!, got[2]!.payload!])).toString(), pattern(500));
+  });
+
+  it('rejects RSV1 on control and continuation frames, and RSV2/RSV3 always', () => {
+    const bad: [string, Buffer][] = [
+      ['RSV1 on a ping', frame(9, 'x', { rsv: 0x40 })],
+      ['RSV1 on a continuation', Buffer.concat([frame(1, 'a', { fin: false }), frame(0, 'b', { rsv: 0x40 })])],
+      ['RSV2', frame(1, 'x', { rsv: 0x20 })],
+      ['RSV3', frame(1, 'x', { rsv: 0x10 })],
+    ];
+    for (const [what, bytes] of bad) assert.throws(() => parse(bytes), FrameError, what);
+  });
+
+  it('deflateMessage output inflates back, and encodeClientFrame sets RSV1 when asked', () => {
+    const text = pattern(3000);
+    const z = deflateMessage(text);
+    assert.ok(z.length < 200, `compressed to ${z.length} bytes`);
+    assert.equal(inflateMessage(z).toString(), text);
+    const wire = encodeClientFrame(1, z, Buffer.from([0, 0, 0, 0]), true);
+    assert.equal(wire[0], 0xc1);
+    assert.equal(encodeClientFrame(1, 'x', Buffer.from([0, 0, 0, 0]))[0], 0x81);
   });
 });
 

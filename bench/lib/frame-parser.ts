@@ -4,10 +4,13 @@
  * can be tested with bytes. Frames may be split across chunks at any byte and a chunk may hold many
  * frames. Data-frame payloads are only collected when `collect` is true; otherwise the parser skips
  * them without copying and reports only their length, which keeps counting subscribers cheap.
+ * With permessage-deflate negotiated (RFC 7692), RSV1 marks the first frame of a compressed message;
+ * the parser reports it and leaves inflating to the caller (see `inflateMessage`).
  *
  * Also here: `encodeClientFrame`, which builds the masked frames a client must send.
  */
 import { randomFillSync } from 'node:crypto';
+import { constants, deflateRawSync, inflateRawSync } from 'node:zlib';
 
 export const OP_CONTINUATION = 0x0;
 export const OP_TEXT = 0x1;
@@ -20,8 +23,9 @@ export const OP_PONG = 0xa;
  * Called once per complete frame. `payload` is undefined for a data frame (text, binary,
  * continuation) parsed while `collect` was false; control frames always carry their payload.
  * A payload may be a view into the chunk that was pushed: copy it to keep it past the call.
+ * `compressed`: the frame belongs to a message whose first frame had RSV1 set (permessage-deflate).
  */
-export type FrameHandler = (opcode: number, fin: boolean, payload: Buffer | undefined, length: number) => void;
+export type FrameHandler = (opcode: number, fin: boolean, payload: Buffer | undefined, length: number, compressed: boolean) => void;
 
 export class FrameError extends Error {
   override name = 'FrameError';
@@ -30,6 +34,8 @@ export class FrameError extends Error {
 export interface FrameParserOptions {
   /** Largest payload accepted, in bytes (default 64 MiB). */
   maxPayload?: number;
+  /** permessage-deflate was negotiated: RSV1 is allowed on the first frame of a data message. */
+  perMessageDeflate?: boolean;
 }
 
 const HEADER = 0;
@@ -49,6 +55,7 @@ export class FrameParser {
   frames = 0;
 
   private readonly maxPayload: number;
+  private readonly deflate: boolean;
   private state = HEADER;
   private readonly hdr = Buffer.alloc(10);
   private hdrLen = 0;
@@ -63,6 +70,8 @@ export class FrameParser {
   private fragmented = false;
   /** Whether the current fragmented message is being collected (decided at its first frame). */
   private messageCollect = true;
+  /** Whether the current message is compressed (RSV1 on its first frame). */
+  private compressed = false;
   private failed = false;
 
   constructor(
@@ -70,6 +79,7 @@ export class FrameParser {
     options: FrameParserOptions = {},
   ) {
     this.maxPayload = options.maxPayload ?? 64 * 1024 * 1024;
+    this.deflate = options.perMessageDeflate === true;
   }
 
   /** Feed bytes from the socket. Throws FrameError on a protocol violation (the parser is then unusable). */
@@ -141,7 +151,9 @@ export class FrameParser {
   private parseHeader(buf: Buffer, o: number): void {
     const b0 = buf[o]!;
     const b1 = buf[o + 1]!;
-    if (b0 & 0x70) this.fail('RSV bits set (no extension was negotiated)');
+    const rsv1 = (b0 & 0x40) !== 0;
+    if (b0 & 0x30) this.fail('RSV2/RSV3 bits set (no extension uses them)');
+    if (rsv1 && !this.deflate) this.fail('RSV bits set (no extension was negotiated)');
     const opcode = b0 & 0x0f;
     const fin = (b0 & 0x80) !== 0;
     let len = b1 & 0x7f;
@@ -158,13 +170,16 @@ export class FrameParser {
       if (opcode > OP_PONG) this.fail(`reserved control opcode ${opcode}`);
       if (!fin) this.fail('fragmented control frame');
       if (len > 125) this.fail('control frame payload above 125 bytes');
+      if (rsv1) this.fail('RSV1 set on a control frame');
       collecting = true;
     } else if (opcode === OP_CONTINUATION) {
       if (!this.fragmented) this.fail('continuation frame outside a fragmented message');
+      if (rsv1) this.fail('RSV1 set on a continuation frame');
       collecting = this.messageCollect;
       if (fin) this.fragmented = false;
     } else if (opcode === OP_TEXT || opcode === OP_BINARY) {
       if (this.fragmented) this.fail('new data frame inside a fragmented message');
+      this.compressed = rsv1;
       collecting = this.collect;
       if (!fin) {
         this.fragmented = true;
@@ -188,22 +203,37 @@ export class FrameParser {
   private emit(payload: Buffer | undefined): void {
     this.state = HEADER;
     this.frames++;
-    this.onFrame(this.opcode, this.fin, payload, this.length);
+    this.onFrame(this.opcode, this.fin, payload, this.length, this.opcode < 0x8 && this.compressed);
   }
 }
 
 const MASK = Buffer.allocUnsafe(4);
 
+/** The empty stored block that ends a sync flush: RFC 7692 §7.2.1 has senders drop it and receivers add it back. */
+const SYNC_TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
+
+/** Inflate the payload of a permessage-deflate message (compressed with no context takeover, as Hubbub sends). */
+export function inflateMessage(payload: Buffer): Buffer {
+  return inflateRawSync(Buffer.concat([payload, SYNC_TAIL]), { finishFlush: constants.Z_SYNC_FLUSH });
+}
+
+/** Deflate a message payload for permessage-deflate, without context takeover (one message on its own). */
+export function deflateMessage(payload: Buffer | string): Buffer {
+  const z = deflateRawSync(typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload, { finishFlush: constants.Z_SYNC_FLUSH });
+  return z.subarray(0, z.length - SYNC_TAIL.length);
+}
+
 /**
  * One masked client frame (FIN set). The mask key is random unless given (tests pass one). The
- * payload is masked into a new buffer; the argument is left alone.
+ * payload is masked into a new buffer; the argument is left alone. `rsv1` marks a payload that
+ * permessage-deflate compressed (see `deflateMessage`).
  */
-export function encodeClientFrame(opcode: number, payload: Buffer | string, maskKey?: Buffer): Buffer {
+export function encodeClientFrame(opcode: number, payload: Buffer | string, maskKey?: Buffer, rsv1 = false): Buffer {
   const data = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;
   const len = data.length;
   const hlen = len < 126 ? 2 : len < 65536 ? 4 : 10;
   const out = Buffer.allocUnsafe(hlen + 4 + len);
-  out[0] = 0x80 | opcode;
+  out[0] = 0x80 | (rsv1 ? 0x40 : 0) | opcode;
   if (len < 126) {
     out[1] = 0x80 | len;
   } else if (len < 65536) {

@@ -3,12 +3,14 @@
  * itself and then runs the frame parser straight on the socket's chunks. A subscriber that only
  * counts messages never copies or decodes a payload, so one generator process can keep up with
  * thousands of connections; a sampled subscriber gets the payload to read a timestamp from it.
+ * It can ask for a subprotocol (e.g. hubbub.v1.protobuf, whose frames are binary) and offer
+ * permessage-deflate; compressed messages are then flagged, and inflated only where read.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
-import { encodeClientFrame, FrameParser, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT } from './frame-parser.js';
+import { deflateMessage, encodeClientFrame, FrameParser, inflateMessage, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT } from './frame-parser.js';
 
-export { encodeClientFrame, FrameError, FrameParser } from './frame-parser.js';
+export { deflateMessage, encodeClientFrame, FrameError, FrameParser, inflateMessage } from './frame-parser.js';
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
@@ -28,13 +30,21 @@ export interface LeanClientOptions {
   localAddress?: string;
   /** Connect + upgrade deadline in ms (default 10 s). */
   timeoutMs?: number;
+  /** Subprotocols to ask for (Sec-WebSocket-Protocol); the server must pick one of them. */
+  protocols?: string[];
+  /**
+   * Offer permessage-deflate. Whether the server accepted shows in `deflate`; it must then also
+   * have agreed to server_no_context_takeover, since messages are inflated one by one.
+   */
+  deflate?: boolean;
 }
 
 /**
  * Receives each complete data message. `payload` is undefined when the client does not collect
- * payloads (see `collect`); `length` is the message size in bytes.
+ * payloads (see `collect`); `length` is the message size in bytes as it travelled; `compressed`
+ * says permessage-deflate compressed it (then `payload` is still compressed: see `inflateMessage`).
  */
-export type MessageHandler = (payload: Buffer | undefined, length: number, binary: boolean) => void;
+export type MessageHandler = (payload: Buffer | undefined, length: number, binary: boolean, compressed: boolean) => void;
 
 export class LeanClient {
   /** Data messages received. */
@@ -43,6 +53,8 @@ export class LeanClient {
   bytes = 0;
   /** Socket reads (chunks handed to the parser) since the upgrade. */
   reads = 0;
+  /** Bytes read from the socket since the upgrade (frame headers included). */
+  wireBytes = 0;
   /** Set once the socket has closed; `closeCode` holds the code of a received close frame, if any. */
   closed = false;
   closeCode: number | undefined;
@@ -57,8 +69,14 @@ export class LeanClient {
   private fragmentBytes = 0;
   private fragmentBinary = false;
 
-  private constructor(readonly socket: Socket) {
-    this.parser = new FrameParser((opcode, fin, payload, length) => this.onFrame(opcode, fin, payload, length));
+  private constructor(
+    readonly socket: Socket,
+    /** The subprotocol the server picked ('' when none was asked for). */
+    readonly protocol: string,
+    /** Whether permessage-deflate was negotiated. */
+    readonly deflate: boolean,
+  ) {
+    this.parser = new FrameParser((opcode, fin, payload, length, compressed) => this.onFrame(opcode, fin, payload, length, compressed), { perMessageDeflate: deflate });
   }
 
   /** Whether message payloads are collected (needed for `next()` and for sampled subscribers). */
@@ -81,6 +99,8 @@ export class LeanClient {
       let client: LeanClient | undefined;
       let head: Buffer = Buffer.alloc(0);
       let done = false;
+      let protocol = '';
+      let deflate = false;
       // Reads land in one buffer shared by every client (see READ_BUFFER) and are handed to the
       // upgrade parser, then to the frame parser, without going through the stream machinery.
       const socket = connect({
@@ -110,7 +130,7 @@ export class LeanClient {
           reject(err);
           return;
         }
-        client = new LeanClient(socket);
+        client = new LeanClient(socket, protocol, deflate);
         client.start(rest ?? Buffer.alloc(0));
         resolve(client);
       };
@@ -133,6 +153,21 @@ export class LeanClient {
           finish(new Error('upgrade: bad Sec-WebSocket-Accept'));
           return;
         }
+        const header = (name: string): string | undefined => {
+          const line = lines.find((l) => l.toLowerCase().startsWith(`${name}:`));
+          return line?.slice(line.indexOf(':') + 1).trim();
+        };
+        protocol = header('sec-websocket-protocol') ?? '';
+        if (options.protocols?.length ? !options.protocols.includes(protocol) : protocol !== '') {
+          finish(new Error(`upgrade: the server picked subprotocol "${protocol}"`));
+          return;
+        }
+        const extensions = (header('sec-websocket-extensions') ?? '').toLowerCase();
+        deflate = extensions.includes('permessage-deflate');
+        if (deflate && (!options.deflate || !extensions.includes('server_no_context_takeover'))) {
+          finish(new Error(`upgrade: unexpected extension answer "${extensions}"`));
+          return;
+        }
         finish(undefined, head.subarray(end + 4));
       };
       const onError = (err: Error): void => finish(err);
@@ -145,6 +180,8 @@ export class LeanClient {
           'Upgrade: websocket\r\n' +
           'Connection: Upgrade\r\n' +
           `Sec-WebSocket-Key: ${key}\r\n` +
+          (options.protocols?.length ? `Sec-WebSocket-Protocol: ${options.protocols.join(', ')}\r\n` : '') +
+          (options.deflate ? 'Sec-WebSocket-Extensions: permessage-deflate\r\n' : '') +
           'Sec-WebSocket-Version: 13\r\n\r\n',
       );
     });
@@ -163,6 +200,7 @@ export class LeanClient {
 
   private onBytes(chunk: Buffer): void {
     this.reads++;
+    this.wireBytes += chunk.length;
     try {
       this.parser.push(chunk);
     } catch (err) {
@@ -171,12 +209,12 @@ export class LeanClient {
     }
   }
 
-  private onFrame(opcode: number, fin: boolean, payload: Buffer | undefined, length: number): void {
+  private onFrame(opcode: number, fin: boolean, payload: Buffer | undefined, length: number, compressed: boolean): void {
     switch (opcode) {
       case OP_TEXT:
       case OP_BINARY:
         if (fin) {
-          this.deliver(payload, length, opcode === OP_BINARY);
+          this.deliver(payload, length, opcode === OP_BINARY, compressed);
         } else {
           this.fragmentBinary = opcode === OP_BINARY;
           this.addFragment(payload, length);
@@ -189,7 +227,7 @@ export class LeanClient {
           const total = this.fragmentBytes;
           this.fragments = [];
           this.fragmentBytes = 0;
-          this.deliver(whole, total, this.fragmentBinary);
+          this.deliver(whole, total, this.fragmentBinary, compressed);
         }
         return;
       case OP_PING:
@@ -211,15 +249,15 @@ export class LeanClient {
     this.fragmentBytes += length;
   }
 
-  private deliver(payload: Buffer | undefined, length: number, binary: boolean): void {
+  private deliver(payload: Buffer | undefined, length: number, binary: boolean, compressed: boolean): void {
     this.messages++;
     this.bytes += length;
     if (this.onMessage) {
-      this.onMessage(payload, length, binary);
+      this.onMessage(payload, length, binary, compressed);
       return;
     }
     if (!payload) return;
-    const copy = Buffer.from(payload);
+    const copy = compressed ? inflateMessage(payload) : Buffer.from(payload);
     const w = this.waiters.shift();
     if (w) {
       clearTimeout(w.timer);
@@ -238,7 +276,7 @@ export class LeanClient {
     }
   }
 
-  /** The next queued message (only while `onMessage` is unset and `collect` is on). */
+  /** The next queued message, inflated (only while `onMessage` is unset and `collect` is on). */
   next(timeoutMs = 10_000): Promise<Buffer> {
     const queued = this.queue.shift();
     if (queued) return Promise.resolve(queued);
@@ -265,6 +303,19 @@ export class LeanClient {
   sendText(text: string): boolean {
     if (this.socket.destroyed) return false;
     return this.socket.write(encodeClientFrame(OP_TEXT, text));
+  }
+
+  /** Send one masked binary frame. */
+  sendBinary(bytes: Uint8Array): boolean {
+    if (this.socket.destroyed) return false;
+    return this.socket.write(encodeClientFrame(OP_BINARY, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)));
+  }
+
+  /** Send one text message compressed with permessage-deflate (RSV1); needs `deflate`. */
+  sendCompressedText(text: string): boolean {
+    if (!this.deflate) throw new Error('permessage-deflate was not negotiated');
+    if (this.socket.destroyed) return false;
+    return this.socket.write(encodeClientFrame(OP_TEXT, deflateMessage(text), undefined, true));
   }
 
   /** Send a pre-built (masked) frame as is. */
