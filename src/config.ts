@@ -115,15 +115,15 @@ export const settings: Setting[] = [
   // ---- durable delivery (history per namespace: history_size, history_ttl in namespaces)
   { key: 'storage', flag: '--storage', arg: '<engine>', env: 'HUBBUB_STORAGE', kind: 'storage', default: 'sqlite', description: 'Where history, retained and stored direct messages live: sqlite (the file hubbub.db in data_dir; survives restarts) or memory (lost on restart).' },
   { key: 'data_dir', flag: '--data-dir', arg: '<dir>', env: 'HUBBUB_DATA_DIR', kind: 'string', default: './data', description: 'Directory of the SQLite database (created if missing).' },
-  { key: 'max_stored_messages', flag: '--max-stored-messages', arg: '<n>', env: 'HUBBUB_MAX_STORED_MESSAGES', kind: 'int', default: 1000, description: 'Most stored (persist) direct messages per user awaiting acknowledgement; one more is refused with quota_exceeded.' },
-  { key: 'max_stored_bytes', flag: '--max-stored-bytes', arg: '<bytes>', env: 'HUBBUB_MAX_STORED_BYTES', kind: 'bytes', default: 4194304, description: 'Most payload bytes of stored direct messages per user; beyond: quota_exceeded.' },
+  { key: 'max_stored_messages', flag: '--max-stored-messages', arg: '<n>', env: 'HUBBUB_MAX_STORED_MESSAGES', kind: 'int', default: 1000, description: 'Most stored (persist) direct messages per user awaiting acknowledgement; one more is refused with quota_exceeded. 0: no limit.' },
+  { key: 'max_stored_bytes', flag: '--max-stored-bytes', arg: '<bytes>', env: 'HUBBUB_MAX_STORED_BYTES', kind: 'bytes', default: 4194304, description: 'Most payload bytes of stored direct messages per user; beyond: quota_exceeded. 0: no limit.' },
   { key: 'stored_message_ttl', flag: '--stored-message-ttl', arg: '<duration>', env: 'HUBBUB_STORED_MESSAGE_TTL', kind: 'duration', default: 604800000, description: 'How long a stored direct message waits for acknowledgement before it is dropped.' },
   { key: 'compression_threshold', flag: '--compression-threshold', arg: '<bytes>', env: 'HUBBUB_COMPRESSION_THRESHOLD', kind: 'bytes', default: 1024, description: 'With permessage_deflate, frames smaller than this are sent uncompressed.' },
 ];
 
 /** Settings that only a config file can hold (structured values). */
 export const fileOnlySettings: { key: keyof Config; default: Config[keyof Config]; description: string }[] = [
-  { key: 'namespaces', default: {}, description: 'Per-namespace permission rules: {"<namespace>": {subscribe, publish, presence, history, user_channel}}.' },
+  { key: 'namespaces', default: {}, description: 'Per-namespace rules: {"<namespace>": {subscribe, publish, presence, history, user_channel, history_size, history_ttl}}.' },
   { key: 'default_namespace', default: {}, description: 'The rule for channels whose namespace has no entry in namespaces.' },
 ];
 

@@ -879,3 +879,24 @@ for (const encoding of ['json', 'protobuf'] as const) {
     });
   });
 }
+
+describe('stored messages arriving during the handshake', () => {
+  it('are acknowledged even when the client restores subscriptions first (ack waits for the handshake)', async () => {
+    const srv = await startServer({ namespaces: NAMESPACES });
+    const carol = new Hubbub(srv.url, { user: 'carol', ...FAST });
+    try {
+      assert.equal((await api(srv.http, 'POST', '/api/send', { to: { user: 'carol' }, data: 'while away', persist: true })).status, 200);
+      const got: DirectFrame[] = [];
+      carol.on('direct', (d) => got.push(d));
+      // Several subscriptions: the stored message arrives while they are being restored.
+      for (const ch of ['chat/a', 'chat/b', 'live/c', 'chat/#']) carol.subscribe(ch, () => {});
+      await carol.connect();
+      await until(() => got.length === 1, 'the stored message');
+      assert.equal(got[0]!.stored, true);
+      await untilStored(srv, 'carol', 0, 'the ack to reach the server');
+    } finally {
+      carol.close();
+      await srv.close();
+    }
+  });
+});

@@ -1045,3 +1045,25 @@ describe('publish acknowledgement', () => {
     assert.deepEqual(got.map((f) => f.data), range(0, 59));
   });
 });
+
+describe('recovery and the history right', () => {
+  it('a subscriber without the history right gets recovered:false and no replay (since is no way around the rule)', async () => {
+    const srv = await startServer({ namespaces: { locked: { history_size: 100, history: 'none' } } });
+    try {
+      const pub = await TestClient.connect(srv.url);
+      const first = await pub.request({ type: 'publish', channel: 'locked/a', data: 1 });
+      const epoch = (first.data as { epoch: string }).epoch;
+      for (let i = 2; i <= 5; i++) await pub.request({ type: 'publish', channel: 'locked/a', data: i });
+      const sub = await TestClient.connect(srv.url);
+      const reply = await sub.request({ type: 'subscribe', channel: 'locked/a', since: { offset: 0, epoch } });
+      assert.deepEqual(reply.data, { offset: 5, epoch, recovered: false });
+      assert.deepEqual(await sub.nothing((f) => f.type === 'message'), [], 'nothing replayed');
+      const history = await sub.request({ type: 'history', channel: 'locked/a' });
+      assert.equal(history.code, 'forbidden');
+      await pub.close();
+      await sub.close();
+    } finally {
+      await srv.close();
+    }
+  });
+});

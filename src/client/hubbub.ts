@@ -654,7 +654,8 @@ export class Hubbub extends Emitter<HubbubEvents> {
       this.ackTimer = undefined;
       const ids = this.ackQueue.splice(0, 1000); // the server takes at most 1000 ids per ack
       if (this.ackQueue.length > 0) this.scheduleAck();
-      if (this._state === 'connected' && ids.length > 0) this.ack(ids).catch(() => {});
+      // While (re)connecting, request() waits for the handshake: stored messages arrive during it.
+      if (ids.length > 0 && this._state !== 'closed' && this._state !== 'idle') this.ack(ids).catch(() => {});
     }, 0);
   }
 

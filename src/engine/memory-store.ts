@@ -78,9 +78,9 @@ export class MemoryStore implements Store {
 
   async storeDirect(message: StoredDirect, limits: InboxLimits): Promise<void> {
     const box = this.live(message.user, limits);
-    if (box.length >= limits.count) throw new InboxFullError(`user ${message.user} already has ${limits.count} stored messages`);
+    if (limits.count > 0 && box.length >= limits.count) throw new InboxFullError(`user ${message.user} already has ${limits.count} stored messages`);
     const bytes = box.reduce((n, m) => n + m.payload.size, 0);
-    if (bytes + message.payload.size > limits.bytes) throw new InboxFullError(`user ${message.user}'s stored messages would exceed ${limits.bytes} bytes`);
+    if (limits.bytes > 0 && bytes + message.payload.size > limits.bytes) throw new InboxFullError(`user ${message.user}'s stored messages would exceed ${limits.bytes} bytes`);
     box.push(message);
     this.inboxes.set(message.user, box);
   }

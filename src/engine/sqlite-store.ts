@@ -240,8 +240,8 @@ export class SqliteStore implements Store {
     const data = m.payload.protoData();
     this.db.transaction(() => {
       const { n, bytes } = st.inboxStats.get(m.user, limits.ttl > 0 ? Date.now() - limits.ttl : 0)!;
-      if (n >= limits.count) throw new InboxFullError(`user ${m.user} already has ${limits.count} stored messages`);
-      if ((bytes ?? 0) + data.length > limits.bytes) throw new InboxFullError(`user ${m.user}'s stored messages would exceed ${limits.bytes} bytes`);
+      if (limits.count > 0 && n >= limits.count) throw new InboxFullError(`user ${m.user} already has ${limits.count} stored messages`);
+      if (limits.bytes > 0 && (bytes ?? 0) + data.length > limits.bytes) throw new InboxFullError(`user ${m.user}'s stored messages would exceed ${limits.bytes} bytes`);
       st.insertInbox.run(m.id, m.user, m.ts, m.kind, JSON.stringify(m.from), m.payload.binary ? 1 : 0, data);
     })();
   }

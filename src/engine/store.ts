@@ -72,9 +72,9 @@ export interface StoredDirect {
 }
 
 export interface InboxLimits {
-  /** Most messages stored per user. */
+  /** Most messages stored per user; 0: no limit. */
   count: number;
-  /** Most payload bytes stored per user. */
+  /** Most payload bytes stored per user; 0: no limit. */
   bytes: number;
   /** Milliseconds a message is kept; 0: no age limit. */
   ttl: number;

@@ -51,7 +51,7 @@ interface DurableDelivery {
   after?: (() => void)[];
 }
 
-const DEFAULT_INBOX: InboxLimits = { count: 1000, bytes: 1024 * 1024, ttl: 7 * 86_400_000 };
+const DEFAULT_INBOX: InboxLimits = { count: 1000, bytes: 4 * 1024 * 1024, ttl: 7 * 86_400_000 }; // the config defaults
 
 export interface HubStats {
   connections: number;
@@ -382,7 +382,13 @@ export class Hub {
    * Deliveries to the client are held until `deliver()` of the outcome, so that the reply comes
    * first, then missed publications in order, then retained messages, then anything newer.
    */
-  catchUp(client: Client, pattern: string, since: StreamPosition | Record<string, StreamPosition> | undefined): SubscribeOutcome | Promise<SubscribeOutcome> {
+  catchUp(
+    client: Client,
+    pattern: string,
+    since: StreamPosition | Record<string, StreamPosition> | undefined,
+    /** Replaying missed publications reads history: may this client read this channel's? */
+    mayReplay: (channel: string) => boolean = () => true,
+  ): SubscribeOutcome | Promise<SubscribeOutcome> {
     const store = this.options.store;
     if (!store) return { reply: since ? { recovered: false } : {}, deliver: () => {} };
     this.hold(client);
@@ -393,7 +399,7 @@ export class Hub {
         this.release(client);
       }
     };
-    return this.collectCatchUp(client, store, pattern, since).then(
+    return this.collectCatchUp(client, store, pattern, since, mayReplay).then(
       ({ reply, frames }) => ({
         reply,
         deliver: () => {
@@ -413,6 +419,7 @@ export class Hub {
     store: Store,
     pattern: string,
     since: StreamPosition | Record<string, StreamPosition> | undefined,
+    mayReplay: (channel: string) => boolean,
   ): Promise<{ reply: SubscribeOutcome['reply']; frames: Push[] }> {
     const reply: SubscribeOutcome['reply'] = {};
     const frames: Push[] = [];
@@ -425,7 +432,8 @@ export class Hub {
       const policy = this.options.historyOf?.(channel);
       if (!policy) return { ok: false };
       const page = await store.history(channel, { since: from, limit: policy.size }, policy);
-      if (!from) return { ok: false, position: page.position };
+      // Without the `history` right, since would be a way around it: report the position, replay nothing.
+      if (!from || !mayReplay(channel)) return { ok: false, position: page.position };
       const p = page.position;
       // Every publication after `from` must still be kept, in the same epoch.
       const ok = from.epoch === p.epoch && from.offset <= p.offset && from.offset >= page.oldest - 1;

@@ -234,7 +234,7 @@ export class Session {
           o.deliver();
           return undefined;
         };
-        const outcome = hub.catchUp(client, pattern, since as Parameters<Hub['catchUp']>[2]);
+        const outcome = hub.catchUp(client, pattern, since as Parameters<Hub['catchUp']>[2], (channel) => perms.can(client, 'history', channel));
         if (!(outcome instanceof Promise)) return finish(outcome);
         return outcome.then(finish, (err: unknown) => {
           if (isNew) hub.unsubscribe(client, pattern);
