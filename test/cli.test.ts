@@ -22,6 +22,8 @@ interface Running {
 function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
   for (const k of Object.keys(env)) if (k.startsWith('HUBBUB_') && !(k in extra)) delete env[k];
+  // These servers need no durable state: keep them from creating ./data/hubbub.db in the working tree.
+  env.HUBBUB_STORAGE ??= 'memory';
   return env;
 }
 

@@ -141,7 +141,13 @@ export class SqliteStore implements Store {
   /** Delete stored direct messages older than `ttl` every minute (reads skip them meanwhile). */
   startSweeping(inboxTtl: number): void {
     if (inboxTtl <= 0) return;
-    this.sweepTimer = setInterval(() => this.statements.expireInbox.run(Date.now() - inboxTtl), 60_000);
+    this.sweepTimer = setInterval(() => {
+      try {
+        this.statements.expireInbox.run(Date.now() - inboxTtl);
+      } catch {
+        // A busy or failing disk: reads skip expired messages anyway; the next sweep tries again.
+      }
+    }, 60_000);
     this.sweepTimer.unref();
   }
 
