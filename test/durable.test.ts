@@ -1067,3 +1067,29 @@ describe('recovery and the history right', () => {
     }
   });
 });
+
+describe('history pages', () => {
+  it('a page holds at most 1000 publications, also over HTTP without limit; reverse=1 works and reverse=maybe is refused', async () => {
+    const srv = await startServer({ namespaces: { big: { history_size: 2000 } }, message_rate: 0 });
+    try {
+      const pub = await TestClient.connect(srv.url);
+      const replies = [];
+      for (let i = 1; i <= 1200; i++) replies.push(pub.request({ type: 'publish', channel: 'big/a', data: i }));
+      await Promise.all(replies);
+      const page = await api(srv.http, 'GET', '/api/channels/big%2Fa/history');
+      assert.equal(page.status, 200);
+      assert.equal(page.body.publications.length, 1000);
+      assert.equal(page.body.publications[0].data, 1);
+      assert.equal(page.body.offset, 1200);
+      const ws = await pub.request({ type: 'history', channel: 'big/a' });
+      assert.equal((ws.data as { publications: unknown[] }).publications.length, 1000);
+      const rev = await api(srv.http, 'GET', '/api/channels/big%2Fa/history?reverse=1&limit=2');
+      assert.deepEqual(rev.body.publications.map((p: { data: number }) => p.data), [1200, 1199]);
+      const bad = await api(srv.http, 'GET', '/api/channels/big%2Fa/history?reverse=maybe');
+      assert.equal(bad.status, 400);
+      await pub.close();
+    } finally {
+      await srv.close();
+    }
+  });
+});

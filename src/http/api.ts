@@ -157,10 +157,12 @@ export class Api {
         if (!/^\d+$/.test(v)) throw new HubbubError(ErrorCode.BadRequest, `${name} must be a non-negative integer`);
         return Number(v);
       };
+      const reverse = query.get('reverse');
+      if (reverse !== null && !['true', 'false', '1', '0'].includes(reverse)) throw new HubbubError(ErrorCode.BadRequest, 'reverse must be true or false');
       const offset = num('since_offset');
       const epoch = query.get('since_epoch');
       if ((offset === undefined) !== (epoch === null)) throw new HubbubError(ErrorCode.BadRequest, 'since_offset and since_epoch go together');
-      const page = await hub.history(channel, { since: offset === undefined ? undefined : { offset, epoch: epoch! }, limit: num('limit'), reverse: query.get('reverse') === 'true' });
+      const page = await hub.history(channel, { since: offset === undefined ? undefined : { offset, epoch: epoch! }, limit: num('limit'), reverse: reverse === 'true' || reverse === '1' });
       if (!page) throw new HubbubError(ErrorCode.NotFound, `channel ${channel} keeps no history (its namespace has no history_size)`);
       return { channel, publications: page.publications.map(publicationJson), offset: page.position.offset, epoch: page.position.epoch };
     };

@@ -5,6 +5,7 @@ import { InboxFullError, type HistoryPolicy, type InboxLimits, type Store, type 
 import { CloseCode, ErrorCode, HubbubError } from '../protocol/errors.js';
 import type { ClientInfo, ClientListEntry, DirectTarget, Sender } from '../protocol/frames.js';
 import { isWildcard, matchPattern } from '../protocol/channel.js';
+import { MAX_HISTORY_LIMIT } from '../protocol/json-codec.js';
 import type { Payload } from '../protocol/payload.js';
 import type { Outgoing } from '../transport/outgoing.js';
 import { Client, type Subscription } from './client.js';
@@ -323,7 +324,8 @@ export class Hub {
     const policy = this.options.historyOf?.(channel);
     const store = this.options.store;
     if (!policy || !store) return undefined;
-    const page = await store.history(channel, { since: query.since, limit: Math.min(query.limit ?? policy.size, policy.size), reverse: query.reverse }, policy);
+    // One page is at most MAX_HISTORY_LIMIT publications, whatever history_size is (page further with since).
+    const page = await store.history(channel, { since: query.since, limit: Math.min(query.limit ?? policy.size, policy.size, MAX_HISTORY_LIMIT), reverse: query.reverse }, policy);
     return { publications: page.publications, position: page.position };
   }
 
