@@ -15,7 +15,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -25,6 +24,7 @@ import { MemoryStore } from '../src/engine/memory-store.js';
 import { SqliteStore } from '../src/engine/sqlite-store.js';
 import type { Store } from '../src/engine/store.js';
 import { Payload } from '../src/protocol/payload.js';
+import { fmt, freePort, median, sleep } from './lib/harness.js';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const { values: args } = parseArgs({
@@ -50,9 +50,7 @@ process.on('exit', () => {
 });
 process.on('SIGINT', () => process.exit(130));
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
 const tempDir = (): string => {
   const d = mkdtempSync(join(tmpdir(), 'hubbub-bench-'));
   dirs.push(d);
@@ -80,17 +78,6 @@ async function storeRun(make: () => Store, channels: number): Promise<number> {
 }
 
 // ---- server processes -------------------------------------------------------------------------------
-
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => res(port));
-    });
-  });
-}
 
 interface Server {
   child: ChildProcess;
