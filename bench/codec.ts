@@ -28,6 +28,7 @@ import type { ClientFrame, Json, Sender } from '../src/protocol/frames.js';
 import { encodeClientFrame as encodeJsonClient, parseServerFrame } from '../src/protocol/json-codec.js';
 import { Payload } from '../src/protocol/payload.js';
 import { decodeServerFrame, encodeClientFrame as encodeProtoClient } from '../src/protocol/proto-codec.js';
+import { int } from './lib/harness.js';
 
 interface Options {
   rounds: number;
@@ -46,11 +47,6 @@ const USAGE = `usage: npm run bench:codec -- [options]
 
 function parseArgs(argv: string[]): Options {
   const o: Options = { rounds: 7, roundMs: 150, warmupMs: 300, sizes: [64, 1024, 16384], json: undefined };
-  const int = (name: string, v: string | undefined, min: number, max: number): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name}: expected an integer in [${min}, ${max}], got ${v}`);
-    return n;
-  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const v = (): string | undefined => argv[++i];

@@ -22,26 +22,7 @@ import { availableParallelism, cpus, loadavg } from 'node:os';
 import type { Json, ServerFrame } from '../src/protocol/frames.js';
 import { parseServerFrame } from '../src/protocol/json-codec.js';
 import { decodeServerFrame, encodeClientFrame as encodeProtoClient, encodeFrame } from '../src/protocol/proto-codec.js';
-import {
-  coreTicks,
-  cpuTicks,
-  fmt,
-  freePort,
-  hasTaskset,
-  killServers,
-  median,
-  openFileLimit,
-  percentiles,
-  readClkTck,
-  rssBytes,
-  Run,
-  sleep,
-  startServer,
-  stopServer,
-  type Sample,
-  type ServerProcess,
-  type Sink,
-} from './lib/harness.js';
+import { coreTicks, cpuTicks, fmt, freePort, hasTaskset, killServers, median, openFileLimit, percentiles, readClkTck, rssBytes, Run, sleep, startServer, stopServer, type Sample, type ServerProcess, type Sink, int } from './lib/harness.js';
 import { inflateMessage, LeanClient } from './lib/lean-client.js';
 
 // ---- options ---------------------------------------------------------------------------------------
@@ -111,11 +92,6 @@ function parseArgs(argv: string[]): Options {
     timeoutSec: 600,
     json: undefined,
     pin: true,
-  };
-  const int = (name: string, v: string | undefined, min: number, max: number): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name}: expected an integer in [${min}, ${max}], got ${v}`);
-    return n;
   };
   const list = (name: string, v: string | undefined, allowed: string[]): string[] => {
     const items = [...new Set((v ?? '').split(',').filter(Boolean))];

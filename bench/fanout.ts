@@ -23,24 +23,7 @@ import { execFileSync, type ChildProcess } from 'node:child_process';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { resolve } from 'node:path';
-import {
-  coreTicks,
-  cpuTicks,
-  fmt,
-  freePort,
-  hasTaskset,
-  killServers,
-  openFileLimit,
-  percentiles,
-  readClkTck,
-  Run,
-  sleep,
-  startServer,
-  stopServer,
-  type Latency,
-  type Sample,
-  type Sink,
-} from './lib/harness.js';
+import { coreTicks, cpuTicks, fmt, freePort, hasTaskset, killServers, openFileLimit, percentiles, readClkTck, Run, sleep, startServer, stopServer, type Latency, type Sample, type Sink, int } from './lib/harness.js';
 import { LeanClient } from './lib/lean-client.js';
 
 // ---- options ---------------------------------------------------------------------------------
@@ -87,11 +70,6 @@ function parseArgs(argv: string[]): Options {
     json: undefined,
     profile: undefined,
     pin: true,
-  };
-  const int = (name: string, v: string | undefined, min: number, max: number): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name}: expected an integer in [${min}, ${max}], got ${v}`);
-    return n;
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;

@@ -12,34 +12,14 @@ import { WebSocket } from 'ws';
 import { Hubbub, HubbubError, type DirectFrame, type Encoding, type HubbubClientOptions, type MessageFrame, type SocketLike, type SubscribedInfo } from '../src/client/index.js';
 import type { Config } from '../src/config.js';
 import { encodeServerFrame } from '../src/protocol/proto-codec.js';
-import { api, startServer, type TestServer } from './helpers.js';
+import { api, startServer, type TestServer, until, nextEvent } from './helpers.js';
 
 const FAST = { minReconnectDelay: 20, maxReconnectDelay: 100 };
 /** chat keeps history; news does not (retained messages without offsets); live keeps a long one for the stress case. */
 const NAMESPACES = { chat: { history_size: 100 }, live: { history_size: 10_000 } } as unknown as Config['namespaces'];
 const T = { timeout: 30_000 };
 
-function until(check: () => boolean, what: string, timeoutMs = 8000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  return new Promise((resolve, reject) => {
-    const poll = () => {
-      if (check()) resolve();
-      else if (Date.now() > deadline) reject(new Error(`timed out waiting for ${what}`));
-      else setTimeout(poll, 10);
-    };
-    poll();
-  });
-}
 
-function nextEvent<T>(hub: Hubbub, event: 'connected' | 'disconnected' | 'subscribed', timeoutMs = 8000): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no ${event} event`)), timeoutMs);
-    hub.once(event, ((info: T) => {
-      clearTimeout(t);
-      resolve(info);
-    }) as never);
-  });
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);

@@ -5,31 +5,11 @@ import type { Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import { Hubbub, HubbubError, backoffCap, backoffDelay, type Clock, type SocketLike } from '../src/client/index.js';
 import type { MessageFrame } from '../src/protocol/frames.js';
-import { TestClient, api, startServer, type TestServer } from './helpers.js';
+import { TestClient, api, startServer, type TestServer, until, nextEvent } from './helpers.js';
 
 const FAST = { minReconnectDelay: 20, maxReconnectDelay: 100 };
 
-function until(check: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  return new Promise((resolve, reject) => {
-    const poll = () => {
-      if (check()) resolve();
-      else if (Date.now() > deadline) reject(new Error(`timed out waiting for ${what}`));
-      else setTimeout(poll, 10);
-    };
-    poll();
-  });
-}
 
-function nextEvent<T>(hub: Hubbub, event: 'connected' | 'disconnected' | 'reconnecting', timeoutMs = 5000): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no ${event} event`)), timeoutMs);
-    hub.once(event, ((info: T) => {
-      clearTimeout(t);
-      resolve(info);
-    }) as never);
-  });
-}
 
 /** Stop the server from reading one client's socket: it looks hung to that client. */
 function freeze(srv: TestServer, clientId: string): Socket {

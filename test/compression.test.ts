@@ -12,7 +12,7 @@ import { Hubbub, type MessageFrame } from '../src/client/index.js';
 import { decodeServerFrame, encodeClientFrame } from '../src/protocol/proto-codec.js';
 import type { WsTransport } from '../src/transport/ws-transport.js';
 import { Outgoing } from '../src/transport/outgoing.js';
-import { TestClient, startServer, type TestServer } from './helpers.js';
+import { TestClient, startServer, type TestServer, until } from './helpers.js';
 
 const THRESHOLD = 1024;
 const TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
@@ -183,17 +183,6 @@ function json(f: WireFrame): Record<string, unknown> {
   return JSON.parse(unwrap(f).toString('utf8')) as Record<string, unknown>;
 }
 
-function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  return new Promise((resolve, reject) => {
-    const poll = (): void => {
-      if (check()) resolve();
-      else if (Date.now() > deadline) reject(new Error(`timed out waiting for ${what}`));
-      else setTimeout(poll, 10);
-    };
-    poll();
-  });
-}
 
 describe('permessage-deflate enabled', () => {
   let srv: TestServer;

@@ -3,6 +3,7 @@
  * that records every frame it receives.
  */
 import { WebSocket } from 'ws';
+import type { Hubbub, HubbubEvents } from '../src/client/index.js';
 import { HubbubServer } from '../src/server.js';
 import type { Config } from '../src/config.js';
 import { createLogger } from '../src/log.js';
@@ -140,4 +141,28 @@ export async function api(base: string, method: string, path: string, body?: unk
     /* not JSON: keep the text */
   }
   return { status: res.status, body: parsed, headers: res.headers };
+}
+
+/** Poll `check` every 10 ms until it holds; fail naming `what` after `timeoutMs`. */
+export function until(check: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const poll = (): void => {
+      if (check()) resolve();
+      else if (Date.now() > deadline) reject(new Error(`timed out waiting for ${what}`));
+      else setTimeout(poll, 10);
+    };
+    poll();
+  });
+}
+
+/** The next `event` of an SDK client, with its argument. */
+export function nextEvent<T>(hub: Hubbub, event: keyof HubbubEvents, timeoutMs = 8000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no ${event} event`)), timeoutMs);
+    hub.once(event, ((info: T) => {
+      clearTimeout(t);
+      resolve(info);
+    }) as never);
+  });
 }

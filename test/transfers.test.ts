@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { brotliDecompressSync, crc32, gunzipSync, inflateSync } from 'node:zlib';
 import { Hubbub, HubbubError, type ChunkFrame, type Compression, type DirectFrame, type HubbubClientOptions, type MessageFrame, type ServerFrame } from '../src/client/index.js';
-import { TestClient, startServer, type Frame, type TestServer } from './helpers.js';
+import { TestClient, startServer, type Frame, type TestServer, until } from './helpers.js';
 
 const MiB = 1024 * 1024;
 
@@ -43,17 +43,6 @@ function closeAll(): void {
   for (const hub of open.splice(0)) hub.close();
 }
 
-function until(check: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  return new Promise((resolve, reject) => {
-    const poll = (): void => {
-      if (check()) resolve();
-      else if (Date.now() > deadline) reject(new Error(`timed out waiting for ${what}`));
-      else setTimeout(poll, 10);
-    };
-    poll();
-  });
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

@@ -94,6 +94,13 @@ export function percentiles(values: number[]): Latency {
   return { samples: s.length, p50: at(0.5), p99: at(0.99), max: s[s.length - 1]! };
 }
 
+/** An integer option value within [min, max], or an error naming the option. */
+export function int(name: string, v: string | undefined, min: number, max: number): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name}: expected an integer in [${min}, ${max}], got ${v}`);
+  return n;
+}
+
 export function median(values: number[]): number {
   const s = values.filter((v) => !Number.isNaN(v)).sort((a, b) => a - b);
   if (s.length === 0) return NaN;
