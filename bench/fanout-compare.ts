@@ -23,7 +23,7 @@ import type { Json, ServerFrame } from '../src/protocol/frames.js';
 import { parseServerFrame } from '../src/protocol/json-codec.js';
 import { decodeServerFrame, encodeClientFrame as encodeProtoClient, encodeFrame } from '../src/protocol/proto-codec.js';
 import { coreTicks, cpuTicks, fmt, freePort, hasTaskset, killServers, median, openFileLimit, percentiles, readClkTck, rssBytes, Run, sleep, startServer, stopServer, type Sample, type ServerProcess, type Sink, int } from './lib/harness.js';
-import { inflateMessage, LeanClient } from './lib/lean-client.js';
+import { inflateMessage, LeanClient } from '../src/bench/lean-client.js';
 
 // ---- options ---------------------------------------------------------------------------------------
 

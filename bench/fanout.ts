@@ -24,7 +24,7 @@ import { writeFileSync, mkdirSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import { coreTicks, cpuTicks, fmt, freePort, hasTaskset, killServers, openFileLimit, percentiles, readClkTck, Run, sleep, startServer, stopServer, type Latency, type Sample, type Sink, int } from './lib/harness.js';
-import { LeanClient } from './lib/lean-client.js';
+import { LeanClient } from '../src/bench/lean-client.js';
 
 // ---- options ---------------------------------------------------------------------------------
 

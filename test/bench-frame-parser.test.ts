@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { deflateRawSync, constants } from 'node:zlib';
-import { deflateMessage, encodeClientFrame, FrameError, FrameParser, inflateMessage } from '../bench/lib/frame-parser.js';
+import { deflateMessage, encodeClientFrame, FrameError, FrameParser, inflateMessage } from '../src/bench/frame-parser.js';
 
 interface Parsed {
   opcode: number;

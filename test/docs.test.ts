@@ -2,6 +2,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { SCENARIOS } from '../src/bench/scenarios.js';
+import { benchCommand } from '../src/cli/bench.js';
 import { settings } from '../src/config.js';
 import { CloseCode, ErrorCode } from '../src/protocol/errors.js';
 import { isClientFrameType } from '../src/protocol/json-codec.js';
@@ -37,5 +39,13 @@ describe('docs', () => {
       assert.ok(text.includes(route), route);
     }
     assert.ok((text.match(/curl /g) ?? []).length >= 9, 'a curl example per endpoint');
+  });
+
+  it('cli.md documents every scenario and option of hubbub bench', () => {
+    const text = doc('cli.md');
+    for (const scenario of SCENARIOS) assert.ok(text.includes(`| \`${scenario}\` |`), `scenario ${scenario}`);
+    const options = benchCommand().options;
+    assert.ok(options.length >= 20, 'the command has its options');
+    for (const o of options) assert.ok(text.includes(`\`${o.flags.split(' <')[0]!.split(' [')[0]}`), `option ${o.flags}`);
   });
 });

@@ -8,8 +8,12 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { latencyStats, median } from '../../src/bench/stats.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** The Bun executable of the `bun` devDependency (the native binary itself once its postinstall has run). */
+export const BUN = resolve(ROOT, 'node_modules/.bin/bun');
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -87,11 +91,10 @@ export interface Latency {
   max: number;
 }
 
+/** The p50/p99/max subset of src/bench/stats.ts's latencyStats, as the older benchmarks print it. */
 export function percentiles(values: number[]): Latency {
-  if (values.length === 0) return { samples: 0, p50: NaN, p99: NaN, max: NaN };
-  const s = Float64Array.from(values).sort();
-  const at = (q: number): number => s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)]!;
-  return { samples: s.length, p50: at(0.5), p99: at(0.99), max: s[s.length - 1]! };
+  const { samples, p50, p99, max } = latencyStats(values);
+  return { samples, p50, p99, max };
 }
 
 /** An integer option value within [min, max], or an error naming the option. */
@@ -101,12 +104,7 @@ export function int(name: string, v: string | undefined, min: number, max: numbe
   return n;
 }
 
-export function median(values: number[]): number {
-  const s = values.filter((v) => !Number.isNaN(v)).sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
+export { median };
 
 export const fmt = (n: number, digits = 0): string => (Number.isFinite(n) ? n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }) : '-');
 
@@ -124,12 +122,12 @@ export interface ServerProcess {
 }
 
 /**
- * Start `node --import tsx <script…>` from the repository root (pinned to core 0 when `pinned`) and
- * wait until GET /health answers. Node runs directly, not through a launcher, so that `pid` is the
- * server itself (its CPU time is what gets read).
+ * Start `node --import tsx <script…>` (or `command` instead of `node --import tsx`, e.g. [BUN]) from
+ * the repository root (pinned to core 0 when `pinned`) and wait until GET /health answers. Node runs
+ * directly, not through a launcher, so that `pid` is the server itself (its CPU time is what gets read).
  */
-export async function startServer(label: string, port: number, script: string[], opts: { pinned: boolean; nodeArgs?: string[]; env?: NodeJS.ProcessEnv }): Promise<ServerProcess> {
-  const argv = [process.execPath, '--import', 'tsx', ...(opts.nodeArgs ?? []), ...script];
+export async function startServer(label: string, port: number, script: string[], opts: { pinned: boolean; nodeArgs?: string[]; env?: NodeJS.ProcessEnv; command?: string[] }): Promise<ServerProcess> {
+  const argv = [...(opts.command ?? [process.execPath, '--import', 'tsx', ...(opts.nodeArgs ?? [])]), ...script];
   const [cmd, ...args] = opts.pinned ? ['taskset', '-c', '0', ...argv] : argv;
   const child = spawn(cmd!, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
   children.add(child);

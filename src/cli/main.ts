@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { VERSION } from '../version.js';
+import { benchCommand } from './bench.js';
 import { certCommand } from './cert.js';
 import { chatCommand } from './chat.js';
 import { clientCommand } from './client.js';
@@ -17,6 +18,7 @@ const program = new Command('hubbub')
   .addCommand(clientCommand())
   .addCommand(chatCommand())
   .addCommand(tokenCommand())
-  .addCommand(certCommand());
+  .addCommand(certCommand())
+  .addCommand(benchCommand());
 
 await program.parseAsync(process.argv);

@@ -70,11 +70,14 @@ export class Api {
       },
       'GET /api/stats': () => {
         const mem = process.memoryUsage();
+        const cpu = process.cpuUsage();
         return {
           ...hub.stats(),
           uptime: Math.round((Date.now() - hub.startedAt) / 1000),
           rss: mem.rss,
           heap_used: mem.heapUsed,
+          cpu_user: cpu.user,
+          cpu_system: cpu.system,
           version: options.version,
         };
       },

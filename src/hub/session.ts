@@ -65,7 +65,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 export class Session {
   readonly client: Client;
   private readonly hub: Hub;
-  private readonly log: Logger;
+  private childLog: Logger | undefined;
   private readonly config: SessionOptions['config'];
   private readonly bucket: TokenBucket | undefined;
   /** Refusals in a row by the rate limiter; too many closes the connection. */
@@ -89,7 +89,6 @@ export class Session {
     this.codec = options.codec ?? jsonCodec;
     this.client = new Client(randomUUID(), transport, this.codec.name === 'protobuf');
     this.transfers = new Transfers(this.hub, this.client, { maxSize: this.config.max_transfer_size, maxOpen: this.config.max_transfers }, (dest) => this.checkTransferDestination(dest));
-    this.log = options.logger.child({ client: this.client.id });
     this.bucket = this.config.message_rate > 0 ? new TokenBucket(this.config.message_rate, Math.max(1, this.config.message_burst), Date.now()) : undefined;
     this.hub.add(this.client);
     transport.attach({
@@ -104,7 +103,7 @@ export class Session {
         this.transfers.closeAll('the sender disconnected');
         this.hub.remove(this.client);
         options.onClosed?.();
-        this.log.debug({ code, reason }, 'disconnected');
+        this.debug({ code, reason }, 'disconnected');
       },
     });
     const welcome: WelcomeFrame = {
@@ -126,7 +125,17 @@ export class Session {
       this.authTimer = setTimeout(() => this.close(CloseCode.Unauthorized, 'authentication timeout'), this.config.auth_timeout);
       this.authTimer.unref();
     }
-    this.log.debug({ remote: transport.remoteAddress, user: this.client.user }, 'connected');
+    this.debug({ remote: transport.remoteAddress, user: this.client.user }, 'connected');
+  }
+
+  /** The connection's logger, made on first use: a pino child per idle connection costs memory for nothing. */
+  private get log(): Logger {
+    return (this.childLog ??= this.options.logger.child({ client: this.client.id }));
+  }
+
+  /** Debug lines skip making the child logger when debug is off. */
+  private debug(fields: Record<string, unknown>, message: string): void {
+    if (this.options.logger.isLevelEnabled('debug')) this.debug(fields, message);
   }
 
   private onMessage(data: Buffer, binary: boolean): void {
@@ -437,7 +446,7 @@ export class Session {
 
   private close(code: number, reason: string): void {
     if (this.closed) return;
-    this.log.debug({ code, reason }, 'closing');
+    this.debug({ code, reason }, 'closing');
     this.client.transport.close(code, reason);
   }
 

@@ -46,7 +46,7 @@ export function attachWebSocket<A>(server: Server | HttpsServer, options: WsEndp
     handleProtocols: (offered) => pickSubprotocol(offered, options.subprotocols) ?? false,
   });
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on('error', () => {}); // a reset during the handshake is the peer's business, not a crash
+    socket.on('error', ignoreError); // a reset during the handshake is the peer's business, not a crash
     const path = (req.url ?? '/').split('?', 1)[0];
     if (path !== options.path) {
       refuseUpgrade(socket, { status: 404, code: ErrorCode.NotFound, message: `no WebSocket endpoint at ${path}; use ${options.path}` });
@@ -83,6 +83,13 @@ export function attachWebSocket<A>(server: Server | HttpsServer, options: WsEndp
   });
   return wss;
 }
+
+/**
+ * A module-level no-op, not an arrow in the upgrade handler: the socket keeps its listener for its
+ * whole life, and an arrow would keep the handler's closure context with it, request and all
+ * (about 2 KB per idle connection).
+ */
+function ignoreError(): void {}
 
 /** The subprotocols a client asks for, in its order of preference. */
 function offeredSubprotocols(req: IncomingMessage): string[] {

@@ -37,6 +37,8 @@ export interface LeanClientOptions {
    * have agreed to server_no_context_takeover, since messages are inflated one by one.
    */
   deflate?: boolean;
+  /** Extra request headers, e.g. {authorization: 'Bearer …'}. */
+  headers?: Record<string, string>;
 }
 
 /**
@@ -182,6 +184,9 @@ export class LeanClient {
           `Sec-WebSocket-Key: ${key}\r\n` +
           (options.protocols?.length ? `Sec-WebSocket-Protocol: ${options.protocols.join(', ')}\r\n` : '') +
           (options.deflate ? 'Sec-WebSocket-Extensions: permessage-deflate\r\n' : '') +
+          Object.entries(options.headers ?? {})
+            .map(([k, v]) => `${k}: ${v}\r\n`)
+            .join('') +
           'Sec-WebSocket-Version: 13\r\n\r\n',
       );
     });
