@@ -398,21 +398,29 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
 
 /** Throughput: every client publishes `messages` to its own channel; done when each has all of its own. */
 async function runThroughput(gen: Generator, o: BenchOptions, pad: number, clients: number, rec: Recorder, progress: Progress): Promise<{ published: number; durationMs: number; stalled: boolean }> {
-  await gen.reset(o.lateMs);
+  let done: () => void = () => {};
+  const finished = new Promise<void>((resolve) => (done = resolve));
+  // Completion comes from the processes' `fully` reports, not from the once-a-second tick.
+  await gen.reset(o.lateMs, () => {
+    if (gen.fully() >= o.messages) done();
+  });
   const t0 = performance.now();
   gen.throughput({ channel: 'bench/{i}', messages: o.messages, window: o.window, pad, rate: gen.messageRate ? gen.messageRate * 0.95 : undefined });
   let lastDelivered = performance.now();
   let stalled = false;
+  let complete = false;
   let total = 0;
-  for (;;) {
-    await new Promise((r) => setTimeout(r, 1000));
+  void finished.then(() => (complete = true));
+  while (!complete) {
+    await Promise.race([finished, new Promise((r) => setTimeout(r, 1000))]);
+    const end = performance.now();
     const t = await gen.tick();
     total += t.delivered;
     await rec.add(t, t.delivered);
+    if (complete) return { published: clients * o.messages, durationMs: end - t0, stalled };
     if (t.delivered > 0) lastDelivered = performance.now();
     const last = rec.series[rec.series.length - 1]!;
     progress.update('throughput', total / (clients * o.messages), `${total.toLocaleString('en-US')} of ${(clients * o.messages).toLocaleString('en-US')} received, ${last.delivered.toLocaleString('en-US')}/s`);
-    if (t.fully >= o.messages) break;
     if (performance.now() - lastDelivered > 15_000) {
       stalled = true;
       break;

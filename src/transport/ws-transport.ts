@@ -100,6 +100,24 @@ function flushAll(): void {
   lastJoined = undefined;
 }
 
+// The `ws` listeners are module-level functions that find their transport on the socket, not
+// closures per connection: four closures and their context cost about 300 bytes per idle connection.
+const TRANSPORT = Symbol('hubbub.transport');
+type TransportSocket = WebSocket & { [TRANSPORT]: WsTransport };
+
+function onWsMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
+  (this as TransportSocket)[TRANSPORT].handlerOf?.onMessage(data, isBinary);
+}
+function onWsPong(this: WebSocket): void {
+  (this as TransportSocket)[TRANSPORT].handlerOf?.onPong();
+}
+function onWsClose(this: WebSocket, code: number, reason: Buffer): void {
+  (this as TransportSocket)[TRANSPORT].closed(code, reason.toString());
+}
+// Protocol errors (oversize frame: 1009, invalid UTF-8: 1007, bad framing: 1002) are answered by
+// `ws` with the right close code and followed by 'close'; nothing else to do here.
+function onWsError(): void {}
+
 /**
  * A WebSocket connection served by `ws`, which parses incoming frames and runs the close handshake.
  * Outgoing data frames bypass `ws.send`: they are framed once per publication (see Outgoing) and
@@ -123,18 +141,25 @@ export class WsTransport implements Transport {
   ) {
     this.deflateThreshold = options.deflate ? options.deflate.threshold : Infinity;
     this.windowBits = options.deflate?.windowBits ?? 15;
-    ws.on('message', (data, isBinary) => this.handler?.onMessage(data as Buffer, isBinary));
-    ws.on('pong', () => this.handler?.onPong());
-    ws.on('close', (code, reason) => {
-      this.closing = true;
-      clearTimeout(this.overLimit);
-      this.queue.length = 0;
-      this.queuedBytes = 0;
-      this.handler?.onClose(code, reason.toString());
-    });
-    // Protocol errors (oversize frame: 1009, invalid UTF-8: 1007, bad framing: 1002) are answered by
-    // `ws` with the right close code and followed by 'close'; nothing else to do here.
-    ws.on('error', () => {});
+    (ws as TransportSocket)[TRANSPORT] = this;
+    ws.on('message', onWsMessage);
+    ws.on('pong', onWsPong);
+    ws.on('close', onWsClose);
+    ws.on('error', onWsError);
+  }
+
+  /** Called by the 'close' listener. */
+  closed(code: number, reason: string): void {
+    this.closing = true;
+    clearTimeout(this.overLimit);
+    this.queue.length = 0;
+    this.queuedBytes = 0;
+    this.handler?.onClose(code, reason);
+  }
+
+  /** The handler the 'message' and 'pong' listeners hand over to. */
+  get handlerOf(): TransportHandler | undefined {
+    return this.handler;
   }
 
   /** The negotiated subprotocol ('' when the client asked for none). */
