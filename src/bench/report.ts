@@ -131,7 +131,7 @@ function sections(s: BenchSummary): Section[] {
       rows: [
         ['RSS at start', fmtMiB(m.start)],
         ['RSS at end', fmtMiB(m.end)],
-        ['RSS slope', withUnit(fmtNum(isNum(m.slopePerSec) ? m.slopePerSec / 1024 : NaN, 1), 'KiB/s')],
+        ['RSS slope (2nd half)', withUnit(fmtNum(isNum(m.slopePerSec) ? m.slopePerSec / 1024 : NaN, 1), 'KiB/s')],
       ],
     });
   }

@@ -369,7 +369,9 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
     if (genCpu.percent > 85 * processes) notes.push(`the generator used ${genCpu.percent.toFixed(0)}% CPU (${processes} process${processes > 1 ? 'es' : ''}): figures may be limited by the generator, not the server`);
     const last = rec.lastServerSample;
     const serverUs = rec.firstServer && last ? last.cpuUs - rec.firstServer.cpuUs : NaN;
+    // The trend of the second half: the first seconds are the heap growing to its working size.
     const rssSeries = rec.series.filter((p) => p.serverRss !== undefined);
+    rssSeries.splice(0, Math.floor(rssSeries.length / 2));
     return {
       ...base,
       connections,

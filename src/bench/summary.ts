@@ -101,7 +101,7 @@ export interface BenchSummary {
   histogram: Histogram;
   series: SecondPoint[];
   cpu: { server?: CpuUse; generator: CpuUse };
-  /** Server RSS at the start and end of the measured part (bytes), and the least-squares slope over the series (bytes/s). */
+  /** Server RSS at the start and end of the measured part (bytes), and the least-squares slope over the second half of the series (bytes/s; the first half includes the heap's warm-up). */
   serverMemory?: { start: number; end: number; slopePerSec: number };
   /** Things the reader should know, e.g. "generator CPU above 85%: figures may be generator-bound". */
   notes: string[];
