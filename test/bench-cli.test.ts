@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -14,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { sourceAddress } from '../src/bench/generator.js';
 import { processesFor } from '../src/bench/scenarios.js';
 import type { BenchSummary } from '../src/bench/summary.js';
-import { startServer, type TestServer } from './helpers.js';
+import { deadPort, startServer, type TestServer } from './helpers.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const KEY = 'bench-test-key';
@@ -73,14 +72,6 @@ function allDelivered(s: BenchSummary, expected: number): void {
   assert.equal(s.connections.failed, 0, JSON.stringify(s.connections.errors));
 }
 
-/** A loopback port nothing listens on. */
-async function deadPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const { port } = s.address() as { port: number };
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 describe('sourceAddress', () => {
   const per = 100;

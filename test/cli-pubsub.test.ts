@@ -2,11 +2,10 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { TestClient, api, startServer, type Frame, type TestServer } from './helpers.js';
+import { TestClient, api, deadPort, startServer, type Frame, type TestServer } from './helpers.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const bin = join(root, 'bin', 'hubbub.js');
@@ -118,14 +117,6 @@ async function presenceWatcher(client: () => Promise<TestClient>, channel: strin
 
 const messages = (c: TestClient, channel: string) => c.pending('message').filter((f) => f.channel === channel);
 
-/** A loopback port nothing listens on. */
-async function deadPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const { port } = s.address() as { port: number };
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /** stderr holds exactly one line (no stack trace), matching `re`. */
 function oneLine(err: string, re: RegExp): void {

@@ -2,6 +2,7 @@
  * Test helpers: a real server on a free loopback port, and a small promise-based WebSocket client
  * that records every frame it receives.
  */
+import { createServer } from 'node:net';
 import { WebSocket } from 'ws';
 import type { Hubbub, HubbubEvents } from '../src/client/index.js';
 import { HubbubServer } from '../src/server.js';
@@ -165,4 +166,13 @@ export function nextEvent<T>(hub: Hubbub, event: keyof HubbubEvents, timeoutMs =
       resolve(info);
     }) as never);
   });
+}
+
+/** A loopback port nothing listens on. */
+export async function deadPort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const { port } = s.address() as { port: number };
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
 }

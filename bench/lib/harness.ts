@@ -74,15 +74,7 @@ export function coreTicks(): { busy: number; steal: number }[] {
   return out;
 }
 
-/** The soft limit on open files, from /proc/self/limits. */
-export function openFileLimit(): number | undefined {
-  try {
-    const m = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
-    return m ? Number(m[1]) : undefined;
-  } catch {
-    return undefined;
-  }
-}
+export { openFileLimit } from '../../src/bench/generator.js';
 
 export interface Latency {
   samples: number;

@@ -75,6 +75,7 @@ interface ServerSample {
 class ServerProbe {
   note: string | undefined;
   private disabled = false;
+  /** /proc counts CPU time in USER_HZ ticks, 100 a second on Linux whatever the kernel's own HZ. */
   private readonly clkTck = 100;
 
   constructor(
