@@ -28,7 +28,8 @@ import type { ClientFrame, Json, Sender } from '../src/protocol/frames.js';
 import { encodeClientFrame as encodeJsonClient, parseServerFrame } from '../src/protocol/json-codec.js';
 import { Payload } from '../src/protocol/payload.js';
 import { decodeServerFrame, encodeClientFrame as encodeProtoClient } from '../src/protocol/proto-codec.js';
-import { int } from './lib/harness.js';
+import { pseudoRandomBytes } from './lib/harness.js';
+import { Args } from './lib/options.js';
 
 interface Options {
   rounds: number;
@@ -46,37 +47,14 @@ const USAGE = `usage: npm run bench:codec -- [options]
   --json FILE       write the results as JSON`;
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { rounds: 7, roundMs: 150, warmupMs: 300, sizes: [64, 1024, 16384], json: undefined };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const v = (): string | undefined => argv[++i];
-    switch (a) {
-      case '--rounds':
-        o.rounds = int(a, v(), 1, 101);
-        break;
-      case '--round-ms':
-        o.roundMs = int(a, v(), 10, 10_000);
-        break;
-      case '--warmup-ms':
-        o.warmupMs = int(a, v(), 0, 60_000);
-        break;
-      case '--sizes':
-        o.sizes = (v() ?? '').split(',').map((s) => int('--sizes', s, 1, 1024 * 1024));
-        break;
-      case '--json':
-        o.json = v();
-        if (!o.json) throw new Error('--json: a file name is needed');
-        break;
-      case '-h':
-      case '--help':
-        console.log(USAGE);
-        process.exit(0);
-        break;
-      default:
-        throw new Error(`unknown option ${a}\n${USAGE}`);
-    }
-  }
-  return o;
+  const args = new Args(argv, USAGE, ['rounds', 'round-ms', 'warmup-ms', 'sizes', 'json']);
+  return {
+    rounds: args.int('rounds', 7, 1, 101),
+    roundMs: args.int('round-ms', 150, 10, 10_000),
+    warmupMs: args.int('warmup-ms', 300, 0, 60_000),
+    sizes: args.ints('sizes', [64, 1024, 16384], 1, 1024 * 1024),
+    json: args.string('json'),
+  };
 }
 
 // ---- payloads ----------------------------------------------------------------------------------
@@ -103,17 +81,7 @@ function jsonValue(size: number): Json {
 const FILL = 'lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore et dolore magna aliqua';
 
 /** Deterministic pseudo-random bytes (a compressor or base64 must not find shortcuts). */
-function bytesOf(size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let x = 0x9e3779b9;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
+const bytesOf = (size: number): Uint8Array => pseudoRandomBytes(size, 0x9e3779b9);
 
 // ---- timing ------------------------------------------------------------------------------------
 

@@ -22,19 +22,18 @@
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { parseArgs } from 'node:util';
 import { Generator, openPublisher, publishPhase, type Publisher, type Target as GenTarget } from '../src/bench/generator.js';
 import { latencyStats, median } from '../src/bench/stats.js';
 import type { LatencyStats } from '../src/bench/summary.js';
 import type { DialectRef } from '../src/bench/worker-protocol.js';
-import { BUN, cpuTicks, fmt, freePort, hasTaskset, killServers, readClkTck, rssBytes, sleep, startServer, stopServer, type ServerProcess } from './lib/harness.js';
+import { Args } from './lib/options.js';
+import { BUN, runScript, cpuTicks, fmt, freePort, hasTaskset, killServers, readClkTck, rssBytes, sleep, startServer, stopServer, type ServerProcess } from './lib/harness.js';
 
 // ---- options ---------------------------------------------------------------------------------------
 
 const TARGETS = ['hubbub-json', 'hubbub-protobuf', 'ws', 'socketio', 'bun'] as const;
 type TargetName = (typeof TARGETS)[number];
 const PHASES = ['idle', 'serial', 'burst', 'rate'] as const;
-type PhaseKind = (typeof PHASES)[number];
 
 const USAGE = `usage: npm run bench:compare -- [options]
   --targets LIST        ${TARGETS.join(',')} (default all)
@@ -54,58 +53,24 @@ const USAGE = `usage: npm run bench:compare -- [options]
   --no-pin              do not pin the server and the generator to cores`;
 
 function options() {
-  const { values } = parseArgs({
-    options: {
-      targets: { type: 'string', default: TARGETS.join(',') },
-      phases: { type: 'string', default: PHASES.join(',') },
-      rounds: { type: 'string', default: '3' },
-      subscribers: { type: 'string', default: '1000' },
-      serial: { type: 'string', default: '300' },
-      burst: { type: 'string', default: '64' },
-      bursts: { type: 'string', default: '3000' },
-      rates: { type: 'string', default: '50000,200000,500000' },
-      'rate-seconds': { type: 'string', default: '5' },
-      idle: { type: 'string', default: '10000' },
-      size: { type: 'string', default: '64' },
-      sample: { type: 'string', default: '50' },
-      timeout: { type: 'string', default: '3600' },
-      json: { type: 'string' },
-      'no-pin': { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-    strict: true,
-  });
-  if (values.help) {
-    console.log(USAGE);
-    process.exit(0);
-  }
-  const int = (name: string, v: string, min: number, max: number): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name}: expected an integer in [${min}, ${max}], got ${v}`);
-    return n;
-  };
-  const list = <T extends string>(name: string, v: string, allowed: readonly T[]): T[] => {
-    const items = v.split(',').filter(Boolean);
-    const bad = items.filter((x) => !allowed.includes(x as T));
-    if (items.length === 0 || bad.length > 0) throw new Error(`--${name}: a list of ${allowed.join(',')}`);
-    return [...new Set(items)] as T[];
-  };
+  const args = new Args(process.argv.slice(2), USAGE, ['targets', 'phases', 'rounds', 'subscribers', 'serial', 'burst', 'bursts', 'rates', 'rate-seconds', 'idle', 'size', 'sample', 'timeout', 'json'], ['no-pin']);
+  if (args.positionals.length > 0) throw new Error(`unexpected argument ${args.positionals[0]}`);
   return {
-    targets: list('targets', values.targets, TARGETS),
-    phases: list('phases', values.phases, PHASES),
-    rounds: int('rounds', values.rounds, 1, 20),
-    subscribers: int('subscribers', values.subscribers, 1, 15_000),
-    serial: int('serial', values.serial, 1, 100_000),
-    burst: int('burst', values.burst, 1, 10_000),
-    bursts: int('bursts', values.bursts, 1, 1_000_000),
-    rates: values.rates.split(',').map((r) => int('rates', r, 1, 100_000_000)),
-    rateSeconds: int('rate-seconds', values['rate-seconds'], 1, 600),
-    idle: int('idle', values.idle, 1, 15_000),
-    size: int('size', values.size, 0, 65_536),
-    sample: int('sample', values.sample, 0, 15_000),
-    timeoutSec: int('timeout', values.timeout, 10, 86_400),
-    json: values.json,
-    pin: !values['no-pin'],
+    targets: args.list('targets', [...TARGETS], TARGETS),
+    phases: args.list('phases', [...PHASES], PHASES),
+    rounds: args.int('rounds', 3, 1, 20),
+    subscribers: args.int('subscribers', 1000, 1, 15_000),
+    serial: args.int('serial', 300, 1, 100_000),
+    burst: args.int('burst', 64, 1, 10_000),
+    bursts: args.int('bursts', 3000, 1, 1_000_000),
+    rates: args.ints('rates', [50_000, 200_000, 500_000], 1, 100_000_000),
+    rateSeconds: args.int('rate-seconds', 5, 1, 600),
+    idle: args.int('idle', 10_000, 1, 15_000),
+    size: args.int('size', 64, 0, 65_536),
+    sample: args.int('sample', 50, 0, 15_000),
+    timeoutSec: args.int('timeout', 3600, 10, 86_400),
+    json: args.string('json'),
+    pin: !args.flag('no-pin'),
   };
 }
 type Options = ReturnType<typeof options>;
@@ -383,52 +348,29 @@ async function main(o: Options, gen: Generator, pinned: boolean): Promise<void> 
 }
 
 let gen: Generator | undefined;
-let exiting = false;
-function abort(message: string, code: number): void {
-  if (exiting) return;
-  exiting = true;
-  console.error(`\ncompare: ${message}`);
-  gen?.kill();
-  killServers();
-  process.exit(code);
-}
-process.on('exit', () => {
-  gen?.kill();
-  killServers();
-});
-process.on('SIGINT', () => abort('interrupted', 130));
-process.on('SIGTERM', () => abort('terminated', 143));
 
-let o: Options;
-try {
-  o = options();
-} catch (err) {
-  console.error(`compare: ${(err as Error).message}\n${USAGE}`);
-  process.exit(2);
-}
-const hardStop = setTimeout(() => abort(`overall timeout of ${o.timeoutSec} s reached; stopping`, 3), o.timeoutSec * 1000);
-clkTck = readClkTck();
-let pinned = false;
-if (o.pin && hasTaskset() && cpus().length >= 2) {
-  // This process and the generator processes it forks run on core 1; the servers on core 0.
-  execFileSync('taskset', ['-a', '-cp', '1', String(process.pid)], { stdio: 'ignore' });
-  pinned = true;
-}
-console.log(
-  `compare: ${o.targets.map((t) => LABEL[t]).join(', ')}; phases ${o.phases.join(', ')}; ${o.rounds} round(s); ${o.subscribers} subscribers, burst ${o.burst}, data ~${o.size} B, ${o.sample} latency samplers\n` +
-    `machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), node ${process.version}, load ${loadavg().map((l) => l.toFixed(2)).join(' ')}; ` +
-    (pinned ? 'servers on core 0, generator on core 1 (taskset)' : 'no pinning'),
+runScript(
+  'compare',
+  options,
+  async (o) => {
+    clkTck = readClkTck();
+    let pinned = false;
+    if (o.pin && hasTaskset() && cpus().length >= 2) {
+      // This process and the generator processes it forks run on core 1; the servers on core 0.
+      execFileSync('taskset', ['-a', '-cp', '1', String(process.pid)], { stdio: 'ignore' });
+      pinned = true;
+    }
+    console.log(
+      `compare: ${o.targets.map((t) => LABEL[t]).join(', ')}; phases ${o.phases.join(', ')}; ${o.rounds} round(s); ${o.subscribers} subscribers, burst ${o.burst}, data ~${o.size} B, ${o.sample} latency samplers\n` +
+        `machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), node ${process.version}, load ${loadavg().map((l) => l.toFixed(2)).join(' ')}; ` +
+        (pinned ? 'servers on core 0, generator on core 1 (taskset)' : 'no pinning'),
+    );
+    gen = await Generator.start(1);
+    await main(o, gen, pinned);
+    await gen.stop();
+  },
+  () => {
+    gen?.kill();
+    killServers();
+  },
 );
-Generator.start(1)
-  .then((g) => {
-    gen = g;
-    return main(o, g, pinned);
-  })
-  .then(
-    async () => {
-      clearTimeout(hardStop);
-      await gen?.stop();
-      setTimeout(() => process.exit(process.exitCode ?? 0), 200).unref();
-    },
-    (err: unknown) => abort(err instanceof Error ? (err.stack ?? err.message) : String(err), 1),
-  );

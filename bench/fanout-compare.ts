@@ -22,7 +22,8 @@ import { availableParallelism, cpus, loadavg } from 'node:os';
 import type { Json, ServerFrame } from '../src/protocol/frames.js';
 import { parseServerFrame } from '../src/protocol/json-codec.js';
 import { decodeServerFrame, encodeClientFrame as encodeProtoClient, encodeFrame } from '../src/protocol/proto-codec.js';
-import { coreTicks, cpuTicks, fmt, freePort, hasTaskset, killServers, median, openFileLimit, percentiles, readClkTck, rssBytes, Run, sleep, startServer, stopServer, type Sample, type ServerProcess, type Sink, int } from './lib/harness.js';
+import { pseudoRandomBytes, runScript, coreTicks, cpuTicks, fmt, freePort, hasTaskset, killServers, median, openFileLimit, percentiles, readClkTck, rssBytes, Run, sleep, startServer, stopServer, type Sample, type ServerProcess, type Sink } from './lib/harness.js';
+import { Args } from './lib/options.js';
 import { inflateMessage, LeanClient } from '../src/bench/lean-client.js';
 
 // ---- options ---------------------------------------------------------------------------------------
@@ -73,95 +74,28 @@ const USAGE = `usage: npm run bench:encodings -- [options]
   --no-pin          do not pin processes to cores`;
 
 function parseArgs(argv: string[]): Options {
-  const mode = argv[0];
-  if (mode !== 'encodings' && mode !== 'deflate') throw new Error(`the first argument must be encodings or deflate\n${USAGE}`);
-  const o: Options = {
+  const args = new Args(argv, USAGE, ['subscribers', 'messages', 'window', 'rounds', 'phases', 'sizes', 'payload', 'variants', 'threshold', 'idle', 'sample', 'warmup', 'timeout', 'json'], ['no-pin']);
+  const mode = args.positionals[0];
+  if ((mode !== 'encodings' && mode !== 'deflate') || args.positionals.length > 1) throw new Error(`the first argument must be encodings or deflate\n${USAGE}`);
+  const subscribers = args.int('subscribers', 1000, 1, 50_000);
+  return {
     mode,
-    subscribers: 1000,
-    messages: 1000,
-    window: 32,
-    sample: 20,
-    warmup: 200,
-    rounds: 3,
-    phases: mode === 'encodings' ? ['serial', 'window'] : ['window'],
-    sizes: mode === 'encodings' ? [64] : [100, 2048],
-    payload: 'json',
-    variants: mode === 'encodings' ? ['json', 'protobuf'] : ['off', 'on'],
-    threshold: 0,
-    idle: mode === 'deflate' ? 2000 : 0,
-    timeoutSec: 600,
-    json: undefined,
-    pin: true,
+    subscribers,
+    messages: args.int('messages', 1000, 1, 1_000_000),
+    window: args.int('window', 32, 1, 10_000),
+    sample: Math.min(args.int('sample', 20, 0, 100_000), subscribers),
+    warmup: args.int('warmup', 200, 0, 100_000),
+    rounds: args.int('rounds', 3, 1, 50),
+    phases: args.list<Phase>('phases', mode === 'encodings' ? ['serial', 'window'] : ['window'], ['serial', 'window']),
+    sizes: args.ints('sizes', mode === 'encodings' ? [64] : [100, 2048], 16, 512 * 1024),
+    payload: args.choice<PayloadKind>('payload', 'json', ['json', 'bytes']),
+    variants: args.list('variants', VARIANTS[mode], VARIANTS[mode]),
+    threshold: args.int('threshold', 0, 0, 64 * 1024 * 1024),
+    idle: args.int('idle', mode === 'deflate' ? 2000 : 0, 0, 15_000),
+    timeoutSec: args.int('timeout', 600, 5, 3600),
+    json: args.string('json'),
+    pin: !args.flag('no-pin'),
   };
-  const list = (name: string, v: string | undefined, allowed: string[]): string[] => {
-    const items = [...new Set((v ?? '').split(',').filter(Boolean))];
-    if (items.length === 0 || items.some((x) => !allowed.includes(x))) throw new Error(`${name}: a list of ${allowed.join(', ')}`);
-    return items;
-  };
-  for (let i = 1; i < argv.length; i++) {
-    const a = argv[i]!;
-    const v = (): string | undefined => argv[++i];
-    switch (a) {
-      case '--subscribers':
-        o.subscribers = int(a, v(), 1, 50_000);
-        break;
-      case '--messages':
-        o.messages = int(a, v(), 1, 1_000_000);
-        break;
-      case '--window':
-        o.window = int(a, v(), 1, 10_000);
-        break;
-      case '--rounds':
-        o.rounds = int(a, v(), 1, 50);
-        break;
-      case '--phases':
-        o.phases = list(a, v(), ['serial', 'window']) as Phase[];
-        break;
-      case '--sizes':
-        o.sizes = (v() ?? '').split(',').map((s) => int(a, s, 16, 512 * 1024));
-        break;
-      case '--payload': {
-        const p = v();
-        if (p !== 'json' && p !== 'bytes') throw new Error('--payload: json or bytes');
-        o.payload = p;
-        break;
-      }
-      case '--variants':
-        o.variants = list(a, v(), VARIANTS[mode]);
-        break;
-      case '--threshold':
-        o.threshold = int(a, v(), 0, 64 * 1024 * 1024);
-        break;
-      case '--idle':
-        o.idle = int(a, v(), 0, 15_000);
-        break;
-      case '--sample':
-        o.sample = int(a, v(), 0, 100_000);
-        break;
-      case '--warmup':
-        o.warmup = int(a, v(), 0, 100_000);
-        break;
-      case '--timeout':
-        o.timeoutSec = int(a, v(), 5, 3600);
-        break;
-      case '--json':
-        o.json = v();
-        if (!o.json) throw new Error('--json: a file name is needed');
-        break;
-      case '--no-pin':
-        o.pin = false;
-        break;
-      case '-h':
-      case '--help':
-        console.log(USAGE);
-        process.exit(0);
-        break;
-      default:
-        throw new Error(`unknown option ${a}\n${USAGE}`);
-    }
-  }
-  o.sample = Math.min(o.sample, o.subscribers);
-  return o;
 }
 
 // ---- variants ---------------------------------------------------------------------------------------
@@ -224,17 +158,7 @@ function itemsText(size: number): string {
 const FILL = 'lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore et dolore magna aliqua';
 
 /** Fixed pseudo-random filler for byte payloads. */
-function filler(size: number): Buffer {
-  const out = Buffer.allocUnsafe(size);
-  let x = 0x2545f491;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
+const filler = (size: number): Buffer => pseudoRandomBytes(size, 0x2545f491);
 
 /** A function that publishes publication `k` of the given size from `pub`. */
 function publisherFor(pub: LeanClient, encoding: Encoding, kind: PayloadKind, size: number): (k: number) => void {
@@ -673,37 +597,7 @@ async function main(opts: Options): Promise<void> {
   }
 }
 
-let exiting = false;
-function abort(message: string, code: number): void {
-  if (exiting) return;
-  exiting = true;
+runScript('fanout-compare', () => parseArgs(process.argv.slice(2)), main, () => {
   shuttingDown = true;
-  console.error(`\nfanout-compare: ${message}`);
   killAll();
-  process.exit(code);
-}
-
-process.on('exit', killAll);
-process.on('SIGINT', () => abort('interrupted', 130));
-process.on('SIGTERM', () => abort('terminated', 143));
-
-let options: Options;
-try {
-  options = parseArgs(process.argv.slice(2));
-} catch (err) {
-  console.error(`fanout-compare: ${(err as Error).message}`);
-  process.exit(2);
-}
-const hardStop = setTimeout(() => abort(`overall timeout of ${options.timeoutSec} s reached; stopping`, 3), options.timeoutSec * 1000);
-
-main(options).then(
-  () => {
-    clearTimeout(hardStop);
-    killAll();
-    // Lingering sockets or fetch keep-alives must not keep us alive.
-    setTimeout(() => process.exit(process.exitCode ?? 0), 200).unref();
-  },
-  (err: unknown) => {
-    abort(err instanceof Error ? (err.stack ?? err.message) : String(err), 1);
-  },
-);
+});

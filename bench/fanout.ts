@@ -23,7 +23,8 @@ import { execFileSync, type ChildProcess } from 'node:child_process';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { resolve } from 'node:path';
-import { coreTicks, cpuTicks, fmt, freePort, hasTaskset, killServers, openFileLimit, percentiles, readClkTck, Run, sleep, startServer, stopServer, type Latency, type Sample, type Sink, int } from './lib/harness.js';
+import { runScript, coreTicks, cpuTicks, fmt, freePort, hasTaskset, killServers, openFileLimit, percentiles, readClkTck, Run, sleep, startServer, stopServer, type Latency, type Sample, type Sink } from './lib/harness.js';
+import { Args } from './lib/options.js';
 import { LeanClient } from '../src/bench/lean-client.js';
 
 // ---- options ---------------------------------------------------------------------------------
@@ -58,72 +59,21 @@ const USAGE = `usage: npm run bench:fanout -- [options]
   --no-pin          do not pin processes to cores`;
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = {
-    subscribers: 1000,
-    messages: 1000,
-    window: 32,
-    size: 64,
-    sample: 50,
-    warmup: 200,
-    targets: ['hubbub', 'ws'],
-    timeoutSec: 300,
-    json: undefined,
-    profile: undefined,
-    pin: true,
+  const args = new Args(argv, USAGE, ['subscribers', 'messages', 'window', 'size', 'sample', 'warmup', 'timeout', 'targets', 'json', 'profile'], ['no-pin']);
+  const subscribers = args.int('subscribers', 1000, 1, 100_000);
+  return {
+    subscribers,
+    messages: args.int('messages', 1000, 1, 1_000_000),
+    window: args.int('window', 32, 1, 10_000),
+    size: args.int('size', 64, 0, 512 * 1024),
+    sample: Math.min(args.int('sample', 50, 0, 100_000), subscribers),
+    warmup: args.int('warmup', 200, 0, 100_000),
+    targets: args.list<TargetKind>('targets', ['hubbub', 'ws'], ['hubbub', 'ws']),
+    timeoutSec: args.int('timeout', 300, 5, 3600),
+    json: args.string('json'),
+    profile: args.string('profile'),
+    pin: !args.flag('no-pin'),
   };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const v = (): string | undefined => argv[++i];
-    switch (a) {
-      case '--subscribers':
-        o.subscribers = int(a, v(), 1, 100_000);
-        break;
-      case '--messages':
-        o.messages = int(a, v(), 1, 1_000_000);
-        break;
-      case '--window':
-        o.window = int(a, v(), 1, 10_000);
-        break;
-      case '--size':
-        o.size = int(a, v(), 0, 512 * 1024);
-        break;
-      case '--sample':
-        o.sample = int(a, v(), 0, 100_000);
-        break;
-      case '--warmup':
-        o.warmup = int(a, v(), 0, 100_000);
-        break;
-      case '--timeout':
-        o.timeoutSec = int(a, v(), 5, 3600);
-        break;
-      case '--targets': {
-        const list = (v() ?? '').split(',').filter(Boolean);
-        if (list.length === 0 || list.some((t) => t !== 'hubbub' && t !== 'ws')) throw new Error('--targets: a list of hubbub and ws');
-        o.targets = [...new Set(list)] as TargetKind[];
-        break;
-      }
-      case '--json':
-        o.json = v();
-        if (!o.json) throw new Error('--json: a file name is needed');
-        break;
-      case '--profile':
-        o.profile = v();
-        if (!o.profile) throw new Error('--profile: a directory is needed');
-        break;
-      case '--no-pin':
-        o.pin = false;
-        break;
-      case '-h':
-      case '--help':
-        console.log(USAGE);
-        process.exit(0);
-        break;
-      default:
-        throw new Error(`unknown option ${a}\n${USAGE}`);
-    }
-  }
-  o.sample = Math.min(o.sample, o.subscribers);
-  return o;
 }
 
 // ---- processes ---------------------------------------------------------------------------------
@@ -481,37 +431,7 @@ async function main(opts: Options): Promise<void> {
   }
 }
 
-let exiting = false;
-function abort(message: string, code: number): void {
-  if (exiting) return;
-  exiting = true;
+runScript('fanout', () => parseArgs(process.argv.slice(2)), main, () => {
   shuttingDown = true;
-  console.error(`\nfanout: ${message}`);
   killChildren();
-  process.exit(code);
-}
-
-process.on('exit', killChildren);
-process.on('SIGINT', () => abort('interrupted', 130));
-process.on('SIGTERM', () => abort('terminated', 143));
-
-let options: Options;
-try {
-  options = parseArgs(process.argv.slice(2));
-} catch (err) {
-  console.error(`fanout: ${(err as Error).message}`);
-  process.exit(2);
-}
-const hardStop = setTimeout(() => abort(`overall timeout of ${options.timeoutSec} s reached; stopping`, 3), options.timeoutSec * 1000);
-
-main(options).then(
-  () => {
-    clearTimeout(hardStop);
-    killChildren();
-    // Lingering sockets or fetch keep-alives must not keep us alive.
-    setTimeout(() => process.exit(process.exitCode ?? 0), 200).unref();
-  },
-  (err: unknown) => {
-    abort(err instanceof Error ? (err.stack ?? err.message) : String(err), 1);
-  },
-);
+});

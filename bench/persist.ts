@@ -17,7 +17,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
 import { MemoryStore } from '../src/engine/memory-store.js';
@@ -25,20 +24,24 @@ import { SqliteStore } from '../src/engine/sqlite-store.js';
 import type { Store } from '../src/engine/store.js';
 import { Payload } from '../src/protocol/payload.js';
 import { fmt, freePort, median, sleep } from './lib/harness.js';
+import { Args } from './lib/options.js';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
-const { values: args } = parseArgs({
-  options: {
-    rounds: { type: 'string', default: '3' },
-    publications: { type: 'string', default: '100000' },
-    subscribers: { type: 'string', default: '500' },
-    'fanout-messages': { type: 'string', default: '2000' },
-  },
-});
-const ROUNDS = Number(args.rounds);
-const PUBLICATIONS = Number(args.publications);
-const SUBSCRIBERS = Number(args.subscribers);
-const FANOUT_MESSAGES = Number(args['fanout-messages']);
+function options(): { rounds: number; publications: number; subscribers: number; fanoutMessages: number } {
+  try {
+    const args = new Args(process.argv.slice(2), 'usage: npm run bench:persist -- [--rounds 3] [--publications 100000] [--subscribers 500] [--fanout-messages 2000]', ['rounds', 'publications', 'subscribers', 'fanout-messages']);
+    return {
+      rounds: args.int('rounds', 3, 1, 50),
+      publications: args.int('publications', 100_000, 1, 10_000_000),
+      subscribers: args.int('subscribers', 500, 1, 15_000),
+      fanoutMessages: args.int('fanout-messages', 2000, 1, 1_000_000),
+    };
+  } catch (err) {
+    console.error(`persist: ${(err as Error).message}`);
+    process.exit(2);
+  }
+}
+const { rounds: ROUNDS, publications: PUBLICATIONS, subscribers: SUBSCRIBERS, fanoutMessages: FANOUT_MESSAGES } = options();
 const CONNECTIONS = 8;
 const WINDOW = 64;
 

@@ -4,87 +4,22 @@
  * is a raw WebSocket client or the SDK.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { Hubbub, type MessageFrame } from '../src/client/index.js';
 import { toBase64 } from '../src/protocol/base64.js';
 import { crc32 } from '../src/protocol/crc32.js';
+import { Cli, bin, childEnv, root, type CliOptions } from './cli-process.js';
 import { TestClient, startServer, type Frame, type TestServer } from './helpers.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
-const bin = join(root, 'bin', 'hubbub.js');
-
-type Exited = { code: number | null; signal: NodeJS.Signals | null };
-
-function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
-  for (const k of Object.keys(env)) if (k.startsWith('HUBBUB_') && !(k in extra)) delete env[k];
-  return env;
-}
-
-/** One `hubbub` child process with its output collected. */
-class Cli {
-  readonly child: ChildProcess;
-  out = '';
-  err = '';
-  status: Exited | undefined;
-  readonly exited: Promise<Exited>;
-
-  constructor(args: string[], options: { env?: Record<string, string>; stdin?: boolean; cwd?: string } = {}) {
-    this.child = spawn(process.execPath, [bin, ...args], { env: childEnv(options.env), cwd: options.cwd, stdio: [options.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
-    this.child.stdout!.on('data', (d: Buffer) => (this.out += d.toString()));
-    this.child.stderr!.on('data', (d: Buffer) => (this.err += d.toString()));
-    this.child.stdin?.on('error', () => {});
-    this.exited = new Promise((resolve) =>
-      this.child.on('exit', (code, signal) => {
-        this.status = { code, signal };
-        resolve(this.status);
-      }),
-    );
-  }
-
-  get lines(): string[] {
-    const all = this.out.split('\n');
-    all.pop();
-    return all;
-  }
-
-  async until(what: string, ready: () => boolean, ms = 15000): Promise<void> {
-    const deadline = Date.now() + ms;
-    while (!ready()) {
-      if (this.status) throw new Error(`exited (${JSON.stringify(this.status)}) before ${what}; stdout: ${this.out}; stderr: ${this.err}`);
-      if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}; stdout: ${this.out}; stderr: ${this.err}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  }
-
-  async stderrLine(re: RegExp, ms = 15000): Promise<RegExpMatchArray> {
-    let m: RegExpMatchArray | null = null;
-    await this.until(`stderr ${re}`, () => (m = re.exec(this.err)) !== null, ms);
-    return m!;
-  }
-
-  async exit(ms = 30000): Promise<Exited> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`still running after ${ms} ms; stdout: ${this.out}; stderr: ${this.err}`)), ms);
-    });
-    try {
-      return await Promise.race([this.exited, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-}
 
 interface Kit {
-  cli: (args: string[], options?: ConstructorParameters<typeof Cli>[1]) => Cli;
+  cli: (args: string[], options?: CliOptions) => Cli;
   client: (options?: Parameters<typeof TestClient.connect>[1]) => Promise<TestClient>;
   sdk: (options?: ConstructorParameters<typeof Hubbub>[1]) => Promise<Hubbub>;
   /** A fresh temporary directory, removed at the end. */
@@ -100,7 +35,7 @@ async function scenario(body: (kit: Kit) => Promise<void>): Promise<void> {
   try {
     await body({
       cli: (args, options) => {
-        const c = new Cli(args, options);
+        const c = new Cli(args, { waitMs: 15000, exitMs: 30000, ...options });
         children.push(c);
         return c;
       },

@@ -1,82 +1,14 @@
 /** `hubbub sub` and `hubbub pub` as a user runs them: the built bin in child processes, against a real server. */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { Cli, root, type CliOptions } from './cli-process.js';
 import { TestClient, api, deadPort, startServer, type Frame, type TestServer } from './helpers.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
-const bin = join(root, 'bin', 'hubbub.js');
-
-type Exited = { code: number | null; signal: NodeJS.Signals | null };
-
-function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
-  for (const k of Object.keys(env)) if (k.startsWith('HUBBUB_') && !(k in extra)) delete env[k];
-  return env;
-}
-
-/** One `hubbub` child process with its output collected. */
-class Cli {
-  readonly child: ChildProcess;
-  out = '';
-  err = '';
-  status: Exited | undefined;
-  readonly exited: Promise<Exited>;
-
-  constructor(args: string[], options: { env?: Record<string, string>; stdin?: boolean } = {}) {
-    this.child = spawn(process.execPath, [bin, ...args], { env: childEnv(options.env), stdio: [options.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
-    this.child.stdout!.on('data', (d: Buffer) => (this.out += d.toString()));
-    this.child.stderr!.on('data', (d: Buffer) => (this.err += d.toString()));
-    this.exited = new Promise((resolve) =>
-      this.child.on('exit', (code, signal) => {
-        this.status = { code, signal };
-        resolve(this.status);
-      }),
-    );
-  }
-
-  /** Complete stdout lines so far. */
-  get lines(): string[] {
-    const all = this.out.split('\n');
-    all.pop();
-    return all;
-  }
-
-  /** Wait until `ready()` holds; fail after `ms` or if the process exits first. */
-  async until(what: string, ready: () => boolean, ms = 8000): Promise<void> {
-    const deadline = Date.now() + ms;
-    while (!ready()) {
-      if (this.status) throw new Error(`exited (${JSON.stringify(this.status)}) before ${what}; stdout: ${this.out}; stderr: ${this.err}`);
-      if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}; stdout: ${this.out}; stderr: ${this.err}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  }
-
-  /** Wait for a stderr line matching `re` (status lines need --verbose when stderr is a pipe). */
-  async stderrLine(re: RegExp, ms = 8000): Promise<RegExpMatchArray> {
-    let m: RegExpMatchArray | null = null;
-    await this.until(`stderr ${re}`, () => (m = re.exec(this.err)) !== null, ms);
-    return m!;
-  }
-
-  async exit(ms = 10000): Promise<Exited> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`still running after ${ms} ms; stdout: ${this.out}; stderr: ${this.err}`)), ms);
-    });
-    try {
-      return await Promise.race([this.exited, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-}
 
 /** Runs a test body with spawn/connect helpers; every child is killed and every client closed at the end, pass or fail. */
-async function scenario(body: (t: { cli: (args: string[], options?: ConstructorParameters<typeof Cli>[1]) => Cli; client: () => Promise<TestClient> }) => Promise<void>): Promise<void> {
+async function scenario(body: (t: { cli: (args: string[], options?: CliOptions) => Cli; client: () => Promise<TestClient> }) => Promise<void>): Promise<void> {
   const children: Cli[] = [];
   const clients: TestClient[] = [];
   try {

@@ -1,66 +1,24 @@
 /** `hubbub serve` as a user runs it: the built bin in a child process, real signals, real logs. */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { bin, childEnv as cleanEnv, serveBin, type RunningServer } from './cli-process.js';
 import { TestClient, api } from './helpers.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
-const bin = join(root, 'bin', 'hubbub.js');
-
-interface Running {
-  child: ChildProcess;
-  port: number;
-  lines: string[];
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
 function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
-  for (const k of Object.keys(env)) if (k.startsWith('HUBBUB_') && !(k in extra)) delete env[k];
+  const env = cleanEnv(extra);
   // These servers need no durable state: keep them from creating ./data/hubbub.db in the working tree.
   env.HUBBUB_STORAGE ??= 'memory';
   return env;
 }
 
 /** Start `hubbub serve` on a free port and wait for its "listening" log line. */
-async function serve(args: string[], env: Record<string, string> = {}): Promise<Running> {
-  assert.ok(existsSync(join(root, 'dist', 'cli', 'main.js')), 'dist/ is missing: run `npm run build` (npm test does)');
-  const child = spawn(process.execPath, [bin, 'serve', '--host', '127.0.0.1', '--port', '0', ...args], { env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: string[] = [];
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
-  let buf = '';
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`no listening line; output: ${lines.join('\n')}`));
-    }, 15000);
-    child.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        lines.push(line);
-        try {
-          const rec = JSON.parse(line) as { port?: number; msg?: string };
-          if (rec.msg?.startsWith('hubbub listening') && rec.port) {
-            clearTimeout(timer);
-            resolve(rec.port);
-          }
-        } catch {
-          /* not JSON */
-        }
-      }
-    });
-    child.stderr!.on('data', (d: Buffer) => lines.push(d.toString()));
-    child.on('exit', () => reject(new Error(`exited early; output: ${lines.join('\n')}`)));
-  });
-  return { child, port, lines, exited };
+function serve(args: string[], env: Record<string, string> = {}): Promise<RunningServer> {
+  return serveBin(args, childEnv(env), 15000);
 }
 
 describe('hubbub serve', () => {

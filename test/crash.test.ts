@@ -7,26 +7,14 @@
  * survives beyond the acknowledged part is exactly the next publications, with no gap.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
+import { childEnv, serveBin, type RunningServer } from './cli-process.js';
 import { TestClient, api, type Frame } from './helpers.js';
-
-const root = fileURLToPath(new URL('..', import.meta.url));
-const bin = join(root, 'bin', 'hubbub.js');
-
-type Exit = { code: number | null; signal: NodeJS.Signals | null };
-
-interface Running {
-  child: ChildProcess;
-  port: number;
-  output: string[];
-  exited: Promise<Exit>;
-}
 
 const children = new Set<ChildProcess>();
 const dirs: string[] = [];
@@ -36,48 +24,8 @@ after(() => {
 });
 
 /** `hubbub serve` on a free port; resolves once it logs that it listens. */
-async function serve(dataDir: string, configFile: string): Promise<Running> {
-  assert.ok(existsSync(join(root, 'dist', 'cli', 'main.js')), 'dist/ is missing: run `npm run build` (npm test does)');
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const k of Object.keys(env)) if (k.startsWith('HUBBUB_')) delete env[k];
-  const child = spawn(process.execPath, [bin, 'serve', '--host', '127.0.0.1', '--port', '0', '--data-dir', dataDir, '--config', configFile, '--message-rate', '0'], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.add(child);
-  const output: string[] = [];
-  const exited = new Promise<Exit>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
-  let buf = '';
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`no listening line; output: ${output.join('\n')}`));
-    }, 20_000);
-    child.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        output.push(line);
-        try {
-          const rec = JSON.parse(line) as { port?: number; msg?: string };
-          if (rec.msg?.startsWith('hubbub listening') && rec.port) {
-            clearTimeout(timer);
-            resolve(rec.port);
-          }
-        } catch {
-          /* not JSON */
-        }
-      }
-    });
-    child.stderr!.on('data', (d: Buffer) => output.push(d.toString()));
-    void exited.then(() => {
-      clearTimeout(timer);
-      reject(new Error(`exited before listening; output: ${output.join('\n')}`));
-    });
-  });
-  return { child, port, output, exited };
+function serve(dataDir: string, configFile: string): Promise<RunningServer> {
+  return serveBin(['--data-dir', dataDir, '--config', configFile, '--message-rate', '0'], childEnv(), 20_000, (child) => children.add(child));
 }
 
 // ---- the model: what the server has acknowledged --------------------------------------------------
@@ -193,7 +141,7 @@ function buildLoad(model: Model, round: number, publications: number, extras: bo
  * `killAfter` replies have arrived. Returns every reply received (a few more than `killAfter` may
  * have been on their way: the server sent them before it died, so they are acknowledgements too).
  */
-async function loadAndKill(server: Running, ops: Op[], killAfter: number): Promise<Map<number, Frame>> {
+async function loadAndKill(server: RunningServer, ops: Op[], killAfter: number): Promise<Map<number, Frame>> {
   const ws = new WebSocket(`ws://127.0.0.1:${server.port}/ws`);
   const replies = new Map<number, Frame>();
   let welcomed!: () => void;
@@ -212,7 +160,7 @@ async function loadAndKill(server: Running, ops: Op[], killAfter: number): Promi
     });
     ws.on('error', () => {});
     ws.on('close', () => {
-      if (replies.size < killAfter) reject(new Error(`connection closed after ${replies.size} of ${killAfter} replies; server output: ${server.output.join('\n')}`));
+      if (replies.size < killAfter) reject(new Error(`connection closed after ${replies.size} of ${killAfter} replies; server output: ${server.lines.join('\n')}`));
     });
   });
   await Promise.race([welcome, done]);
@@ -257,7 +205,7 @@ async function readHistory(c: TestClient, channel: string): Promise<{ pubs: Fram
  * not acknowledged before the kill (model.unacked) may be there too, but only as the very next
  * offsets and in the order sent; those found are adopted into the model.
  */
-async function verify(server: Running, model: Model): Promise<void> {
+async function verify(server: RunningServer, model: Model): Promise<void> {
   const c = await TestClient.connect(`ws://127.0.0.1:${server.port}/ws`);
   try {
     // History: every acknowledged publication, at its offset, with its data, in the same epoch.
@@ -378,7 +326,7 @@ describe('crash safety (SIGKILL right after acknowledgements)', { timeout: 240_0
  * bob connects: his stored messages arrive right after hello, stored:true, oldest first, exactly
  * the unacknowledged ones. He acknowledges the older half; the rest must come again next time.
  */
-async function checkInbox(server: Running, model: Model): Promise<void> {
+async function checkInbox(server: RunningServer, model: Model): Promise<void> {
   const bob = await TestClient.connect(`ws://127.0.0.1:${server.port}/ws`);
   try {
     const hello = await bob.request({ type: 'hello', user: 'bob' });

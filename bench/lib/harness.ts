@@ -89,13 +89,6 @@ export function percentiles(values: number[]): Latency {
   return { samples, p50, p99, max };
 }
 
-/** An integer option value within [min, max], or an error naming the option. */
-export function int(name: string, v: string | undefined, min: number, max: number): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name}: expected an integer in [${min}, ${max}], got ${v}`);
-  return n;
-}
-
 export { median };
 
 export const fmt = (n: number, digits = 0): string => (Number.isFinite(n) ? n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }) : '-');
@@ -282,4 +275,55 @@ export class Run implements Sink {
       while (this.sent < this.total && this.sent - this.fully < window) this.send();
     });
   }
+}
+
+// ---- running a benchmark script ----------------------------------------------------------------------
+
+/**
+ * Run a benchmark script's `main` with the exit paths every script needs: bad options exit 2;
+ * an error, Ctrl-C, SIGTERM or the overall timeout print why, run `cleanup` (which kills only what
+ * the script started) and exit 1, 130, 143 or 3; after success, lingering sockets or fetch
+ * keep-alives do not keep the process alive. `cleanup` also runs on every exit.
+ */
+export function runScript<O extends { timeoutSec: number }>(name: string, parse: () => O, main: (o: O) => Promise<void>, cleanup: () => void): void {
+  let exiting = false;
+  const abort = (message: string, code: number): void => {
+    if (exiting) return;
+    exiting = true;
+    console.error(`\n${name}: ${message}`);
+    cleanup();
+    process.exit(code);
+  };
+  process.on('exit', cleanup);
+  process.on('SIGINT', () => abort('interrupted', 130));
+  process.on('SIGTERM', () => abort('terminated', 143));
+  let options: O;
+  try {
+    options = parse();
+  } catch (err) {
+    console.error(`${name}: ${(err as Error).message}`);
+    process.exit(2);
+  }
+  const hardStop = setTimeout(() => abort(`overall timeout of ${options.timeoutSec} s reached; stopping`, 3), options.timeoutSec * 1000);
+  main(options).then(
+    () => {
+      clearTimeout(hardStop);
+      cleanup();
+      setTimeout(() => process.exit(process.exitCode ?? 0), 200).unref();
+    },
+    (err: unknown) => abort(err instanceof Error ? (err.stack ?? err.message) : String(err), 1),
+  );
+}
+
+/** Deterministic pseudo-random bytes (xorshift32 from `seed`): payloads a compressor or base64 cannot take shortcuts on. */
+export function pseudoRandomBytes(size: number, seed: number): Buffer {
+  const out = Buffer.allocUnsafe(size);
+  let x = seed;
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
 }
