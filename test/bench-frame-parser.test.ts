@@ -1,5 +1,5 @@
 /**
- * The benchmark client's frame parser (bench/lib/frame-parser.ts), fed crafted bytes: every length
+ * The benchmark client's frame parser (src/bench/frame-parser.ts), fed crafted bytes: every length
  * encoding, frames split at every byte boundary, many frames per chunk, fragmentation, the
  * count-only mode, protocol errors, and the masking of client frames.
  */
